@@ -1,0 +1,1 @@
+"""K-Arb: cross-exchange spread arbitrage between Upbit and Bithumb."""

@@ -1,0 +1,1 @@
+"""Actors: one module per actor kind; ``base`` holds the lifecycle they share."""

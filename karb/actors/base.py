@@ -1,0 +1,290 @@
+"""The actor base class: one OS process, one uvloop event loop, one TaskGroup.
+
+A subclass implements ``on_start`` / ``on_message`` / ``on_stop`` (and may declare a ``Params``
+struct for its ``params:`` block and the publishers it listens to in ``subscriptions``). The base
+owns everything else: the publisher and subscriber sockets, the control REP socket (``status``,
+``stop``), the ``hb.<actor>`` heartbeat, signals, and the watch on the supervisor.
+
+Lifecycle: STARTING (sockets bound, ``on_start`` running) → RUNNING (first heartbeat says so:
+that is readiness) → STOPPING (SIGTERM, a ``stop`` command, or the supervisor's death) → exit 0.
+An exception anywhere ends the process non-zero; the supervisor decides what happens next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import select
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterable
+from typing import Any, ClassVar
+
+import msgspec
+import psutil
+import uvloop
+import zmq
+import zmq.asyncio
+
+from karb import bus, topics
+from karb.config import Config
+from karb.exitcodes import ExitCode
+from karb.messages import (ActorState, ActorStatus, BusMessage, ControlReply, ControlRequest,
+                           Heartbeat, Msg, decode, encode)
+
+# How long an orphaned actor may take to stop in order before it exits hard.
+ORPHAN_GRACE_S = 0.8
+_PR_SET_PDEATHSIG = 1
+
+
+class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class ChildSpec(msgspec.Struct, frozen=True):
+    """Everything a child process needs; pickled to it by the supervisor."""
+
+    name: str
+    incarnation: int
+    supervisor_pid: int
+    config: Config
+    params: Any = None
+
+
+class Actor:
+    """Base of every actor. See the module docstring for the lifecycle."""
+
+    Params: ClassVar[type[msgspec.Struct]] = NoParams
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.inc = spec.incarnation
+        self.config: Config = spec.config
+        self.params: Any = spec.params if spec.params is not None else self.Params()
+        self.log = logging.getLogger(f"karb.{self.name}")
+        self.state: ActorState = "STARTING"
+        self.stop_reason = ""
+        self.loop_lag_us = 0
+        self._stop_event: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self._pub: bus.Publisher | None = None
+        self._sub: bus.Subscriber | None = None
+        self._process = psutil.Process()
+        self.ctx: zmq.Context | None = None
+        self.actx: zmq.asyncio.Context | None = None
+
+    # -- for subclasses ----------------------------------------------------------------------
+
+    def subscriptions(self) -> Iterable[tuple[str, bytes]]:
+        """(publisher actor name, topic prefix) pairs this actor listens to."""
+        return ()
+
+    async def on_start(self) -> None:
+        """Bind, connect, load state. The actor is RUNNING when this returns."""
+
+    def on_message(self, topic: bytes, msg: BusMessage) -> None:
+        """One bus message, in order. Must not block: queue slow work to a task."""
+
+    async def on_stop(self) -> None:
+        """Finish in order: flush, cancel, close. Tasks are cancelled after this returns."""
+
+    def heartbeat_extra(self) -> dict[str, float]:
+        """Actor-specific figures carried in each heartbeat."""
+        return {}
+
+    # -- services for subclasses --------------------------------------------------------------
+
+    def publish(self, topic: bytes, msg: Msg) -> None:
+        assert self._pub is not None, "publish() before the actor started"
+        self._pub.publish(topic, msg)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        """Run ``coro`` in the actor's TaskGroup: its failure ends the actor, never silently."""
+        assert self._tg is not None, "spawn() outside the actor's TaskGroup"
+        task = self._tg.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    def request_stop(self, reason: str) -> None:
+        if self._stop_event is not None and not self._stop_event.is_set():
+            self.stop_reason = reason
+            self.log.info("stopping: %s", reason)
+            self._stop_event.set()
+
+    # -- process entry --------------------------------------------------------------------------
+
+    def main(self) -> int:
+        """Run the actor to completion; returns the process exit code."""
+        _die_with_parent()
+        _watch_supervisor(self.spec.supervisor_pid)
+        try:
+            return uvloop.run(self._run())
+        except Exception:
+            self.log.exception("actor failed")
+            return ExitCode.ERROR
+
+    async def _run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        self.ctx = zmq.Context()
+        self.actx = zmq.asyncio.Context.shadow(self.ctx)
+        cfg = self.config
+        try:
+            self._pub = bus.Publisher(self.ctx, bus.pub_endpoint(cfg, self.name), self.name,
+                                      self.inc, cfg.bus, self._on_subscribe)
+            loop.add_reader(self._pub.fd, self._pub.poll_subscriptions)
+            self._sub = self._open_subscriber()
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self.spawn(self._control_loop(), name="control")
+                await self.on_start()
+                if self._sub is not None:
+                    self._sub.attach(loop)
+                self.state = "RUNNING"
+                self._send_heartbeat()
+                self.spawn(self._heartbeat_loop(), name="heartbeat")
+                await self._stop_event.wait()
+                self.state = "STOPPING"
+                self._send_heartbeat()
+                await self.on_stop()
+                for task in self._tasks:
+                    task.cancel()
+        finally:
+            self._close_sockets(loop)
+        return ExitCode.OK
+
+    def _open_subscriber(self) -> bus.Subscriber | None:
+        wanted = list(self.subscriptions())
+        if not wanted:
+            return None
+        sub = bus.Subscriber(self.ctx, self.config.bus, self._deliver)  # type: ignore[arg-type]
+        sub.connect(sorted({bus.pub_endpoint(self.config, src) for src, _ in wanted}))
+        sub.subscribe({prefix for _, prefix in wanted})
+        return sub
+
+    def _deliver(self, topic: bytes, msg: BusMessage) -> None:
+        self.on_message(topic, msg)
+
+    def _on_subscribe(self, prefix: bytes) -> None:
+        # Readiness handshake: whoever subscribes to heartbeats learns our state at once.
+        if self.state != "STARTING" and topics.heartbeat(self.name).startswith(prefix):
+            self._send_heartbeat()
+
+    # -- heartbeat ------------------------------------------------------------------------------
+
+    def _send_heartbeat(self) -> None:
+        if self._pub is None:
+            return
+        sub = self._sub
+        now = time.time_ns()
+        self._pub.publish(topics.heartbeat(self.name), Heartbeat(
+            state=self.state, pid=os.getpid(), loop_lag_us=self.loop_lag_us,
+            msgs_in=sub.received if sub else 0, msgs_out=self._pub.sent,
+            gaps=sub.tracker.gaps if sub else 0,
+            publisher_restarts=sub.tracker.restarts if sub else 0,
+            malformed=sub.malformed if sub else 0,
+            rss_bytes=self._process.memory_info().rss, extra=self.heartbeat_extra(),
+            ts_event=now, ts_init=now))
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.config.supervisor.heartbeat_interval_ms / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
+            self.loop_lag_us = max(0, int((loop.time() - due) * 1e6))
+            assert self._pub is not None
+            self._pub.poll_subscriptions()
+            self._send_heartbeat()
+
+    # -- control -------------------------------------------------------------------------------
+
+    def status(self) -> ActorStatus:
+        sub = self._sub
+        return ActorStatus(
+            name=self.name, pid=os.getpid(), inc=self.inc, state=self.state,
+            msgs_in=sub.received if sub else 0, msgs_out=self._pub.sent if self._pub else 0,
+            gaps=sub.tracker.gaps if sub else 0,
+            publisher_restarts=sub.tracker.restarts if sub else 0,
+            malformed=sub.malformed if sub else 0)
+
+    async def _control_loop(self) -> None:
+        assert self.actx is not None
+        sock = self.actx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(bus.control_endpoint(self.config, self.name))
+        replies = bus.ReplyCache(256)
+        try:
+            while True:
+                payload = await sock.recv()
+                await sock.send(self._control_reply(payload, replies))
+        finally:
+            sock.close(linger=0)
+
+    def _control_reply(self, payload: bytes, replies: bus.ReplyCache) -> bytes:
+        try:
+            req = decode(payload)
+        except msgspec.DecodeError as exc:
+            return encode(ControlReply(req_id="", ok=False, error=f"malformed request: {exc}"))
+        if not isinstance(req, ControlRequest):
+            return encode(ControlReply(req_id="", ok=False, error="expected a control request"))
+        cached = replies.get(req.req_id)
+        if cached is not None:
+            return cached
+        if req.cmd == "stop":
+            self.request_stop("stop command")
+        reply = encode(ControlReply(req_id=req.req_id, ok=True, status=self.status()))
+        replies.put(req.req_id, reply)
+        return reply
+
+    def _close_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sub is not None:
+            self._sub.close()
+        if self._pub is not None:
+            loop.remove_reader(self._pub.fd)
+            self._pub.close()
+        if self.ctx is not None:
+            self.ctx.destroy(linger=0)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _die_with_parent() -> None:
+    """SIGTERM us when our parent (the forkserver, which exits with the supervisor) dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the supervisor watch below still applies
+        pass
+
+
+def _watch_supervisor(supervisor_pid: int) -> None:
+    """A thread that ends the process once the supervisor is gone, even if the loop is stuck:
+    SIGTERM first (orderly stop), then a hard exit after ORPHAN_GRACE_S."""
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(supervisor_pid)
+        except ProcessLookupError:
+            os._exit(ExitCode.ORPHANED)
+        except (OSError, AttributeError):
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while psutil.pid_exists(supervisor_pid):
+                time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_S)
+        os._exit(ExitCode.ORPHANED)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()

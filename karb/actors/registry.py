@@ -1,0 +1,46 @@
+"""Actor kinds: built-in short names, or any ``package.module:Class`` path.
+
+``preload()`` is what the forkserver imports once, so that starting or restarting an actor
+costs a fork, not an interpreter start plus imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from karb.actors.base import Actor
+
+BUILTIN: dict[str, str] = {
+    "probe_source": "karb.actors.probe:ProbeSource",
+    "probe_sink": "karb.actors.probe:ProbeSink",
+}
+
+# Heavy third-party modules every actor needs; imported in the forkserver before any fork.
+PRELOAD = ["uvloop", "zmq", "zmq.asyncio", "msgspec", "psutil", "aiohttp", "yaml",
+           "karb.actors.base"]
+
+
+def preload_modules() -> list[str]:
+    return PRELOAD + sorted({path.split(":")[0] for path in BUILTIN.values()})
+
+
+class UnknownActorKind(Exception):
+    pass
+
+
+def resolve(kind: str) -> type[Actor]:
+    """The Actor subclass for ``kind``; UnknownActorKind names what was wrong."""
+    path = BUILTIN.get(kind, kind)
+    module_name, sep, class_name = path.partition(":")
+    if not sep:
+        raise UnknownActorKind(
+            f"unknown actor kind {kind!r} (built-in: {', '.join(sorted(BUILTIN))}; "
+            "or give package.module:Class)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnknownActorKind(f"actor kind {kind!r}: cannot import {module_name} ({exc})") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Actor)):
+        raise UnknownActorKind(f"actor kind {kind!r}: {class_name} is not an Actor in {module_name}")
+    return cls

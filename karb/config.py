@@ -1,0 +1,221 @@
+"""The K-Arb configuration: one YAML file → one typed, frozen tree of msgspec Structs.
+
+Every struct rejects unknown keys, durations carry their unit in the name (``_ms``, ``_s``) and
+secrets never live in YAML: a config names the *environment variable* that holds a key.
+Any problem becomes a :class:`ConfigError` whose message is one line naming the file, the key
+path and what was expected; ``supervisor.py`` prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import msgspec.inspect as mi
+import yaml
+
+RestartType = Literal["permanent", "transient", "temporary"]
+VenueName = Literal["upbit", "bithumb"]
+
+_ACTOR_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
+_MARKET = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+$")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``str()`` is one line naming the file, key and fix."""
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class SupervisorConfig(_Section):
+    """How the supervisor watches and restarts its actors."""
+
+    run_dir: str = "run/sim"
+    heartbeat_interval_ms: int = 200
+    heartbeat_timeout_ms: int = 1000
+    start_timeout_ms: int = 15_000
+    shutdown_timeout_ms: int = 3000
+    max_restarts: int = 5
+    period_s: float = 30.0
+    backoff_initial_ms: int = 10
+    backoff_max_ms: int = 5000
+    # None: no status server; 0: any free port (written to <run_dir>/supervisor.json).
+    status_port: int | None = 8470
+
+    def __post_init__(self) -> None:
+        _positive(self, "heartbeat_interval_ms", "start_timeout_ms", "shutdown_timeout_ms",
+                  "max_restarts", "period_s", "backoff_initial_ms", "backoff_max_ms")
+        if self.heartbeat_timeout_ms <= 2 * self.heartbeat_interval_ms:
+            raise ValueError("heartbeat_timeout_ms must be more than twice heartbeat_interval_ms")
+        if self.backoff_max_ms < self.backoff_initial_ms:
+            raise ValueError("backoff_max_ms must be at least backoff_initial_ms")
+        if self.status_port is not None and not 0 <= self.status_port <= 65535:
+            raise ValueError("status_port must be a TCP port (0-65535) or null")
+
+
+class BusConfig(_Section):
+    """Where publishers bind: ``ipc`` files in the run dir, or ``tcp`` ports on one host."""
+
+    transport: Literal["ipc", "tcp"] = "ipc"
+    tcp_host: str = "127.0.0.1"
+    tcp_base_port: int = 47100
+    # PUB drops silently at the high-water mark; subscribers see it as a seq gap.
+    sndhwm: int = 100_000
+    rcvhwm: int = 100_000
+    reconnect_ivl_ms: int = 5
+
+    def __post_init__(self) -> None:
+        _positive(self, "sndhwm", "rcvhwm", "reconnect_ivl_ms")
+
+
+class VenueConfig(_Section):
+    """One exchange; keys are read from the environment variables named here."""
+
+    name: VenueName
+    rest_url: str = ""
+    ws_url: str = ""
+    access_key_env: str | None = None
+    secret_key_env: str | None = None
+
+
+class ActorSpec(_Section):
+    """One supervised actor: ``kind`` is a built-in name or ``package.module:Class``."""
+
+    name: str
+    kind: str
+    restart: RestartType = "permanent"
+    params: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        if not _ACTOR_NAME.match(self.name):
+            raise ValueError(f"actor name {self.name!r} must be lower-case words joined by dots")
+
+
+class Config(_Section, kw_only=True):
+    """The whole configuration tree."""
+
+    supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
+    bus: BusConfig = msgspec.field(default_factory=BusConfig)
+    venues: list[VenueConfig] = []
+    markets: list[str] = []
+    actors: list[ActorSpec]
+    path: str = ""  # filled in by load_config, never read from YAML
+
+    def __post_init__(self) -> None:
+        for market in self.markets:
+            if not _MARKET.match(market):
+                raise ValueError(f"market {market!r} must look like KRW-BTC")
+        _unique("markets", self.markets)
+        _unique("venues", [v.name for v in self.venues])
+        _unique("actors", [a.name for a in self.actors])
+        if not self.actors:
+            raise ValueError("actors must name at least one actor")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.supervisor.run_dir).resolve()
+
+    def actor(self, name: str) -> ActorSpec:
+        for spec in self.actors:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and freeze the config at ``path``; raise ConfigError on any problem."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config error: {where}: cannot read file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config error: {where}: {at}invalid YAML ({problem})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config error: {where}: expected a mapping of sections at the top")
+    if "path" in raw:
+        raise ConfigError(f"config error: {where}: path: unknown key (the file's own path is implied)")
+    raw["path"] = where
+    try:
+        return msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"config error: {where}: {explain(exc, Config)}") from None
+
+
+def explain(exc: msgspec.ValidationError, root: type) -> str:
+    """Turn msgspec's ``... - at `$.a[0].b``` into ``a[0].b: ...`` with the allowed keys."""
+    text = str(exc)
+    message, _, at = text.partition(" - at `$")
+    key = at.rstrip("`").lstrip(".")
+    unknown = re.match(r"Object contains unknown field `(.+)`", message)
+    if unknown:
+        field = unknown.group(1)
+        allowed = ", ".join(_field_names(root, key))
+        key = f"{key}.{field}" if key else field
+        return f"{key}: unknown key (allowed here: {allowed})"
+    missing = re.match(r"Object missing required field `(.+)`", message)
+    if missing:
+        field = missing.group(1)
+        key = f"{key}.{field}" if key else field
+        return f"{key}: required key is missing"
+    message = message[0].lower() + message[1:] if message else message
+    return f"{key}: {message}" if key else message
+
+
+def _field_names(root: type, key: str) -> list[str]:
+    """The keys allowed at ``key`` (a path like ``actors[0].params``) under ``root``."""
+    info: mi.Type = mi.type_info(root)
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        info = _unwrap(info)
+        if part.startswith("[") and isinstance(info, mi.ListType):
+            info = info.item_type
+        elif isinstance(info, mi.StructType):
+            match = [f.type for f in info.fields if f.encode_name == part]
+            if not match:
+                return []
+            info = match[0]
+    info = _unwrap(info)
+    if isinstance(info, mi.StructType):
+        return [f.encode_name for f in info.fields if f.encode_name != "path"]
+    return []
+
+
+def _unwrap(info: mi.Type) -> mi.Type:
+    if isinstance(info, mi.UnionType):
+        rest = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        if len(rest) == 1:
+            return rest[0]
+    return info
+
+
+def _positive(section: msgspec.Struct, *names: str) -> None:
+    for name in names:
+        if getattr(section, name) <= 0:
+            raise ValueError(f"{name} must be greater than 0")
+
+
+def _unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} lists {name!r} twice")
+        seen.add(name)
+
+
+def convert_params(spec: ActorSpec, params_type: type[msgspec.Struct], index: int) -> Any:
+    """Validate an actor's ``params`` against its class's ``Params`` struct, naming the key."""
+    try:
+        return msgspec.convert(spec.params, params_type)
+    except msgspec.ValidationError as exc:
+        detail = explain(exc, params_type)
+        raise ConfigError(f"actors[{index}].params.{detail}") from None

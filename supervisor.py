@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Run K-Arb: ``python supervisor.py configs/sim.yaml`` (see README.md)."""
+
+import sys
+
+from karb.supervisor import main
+
+if __name__ == "__main__":
+    sys.exit(main())
