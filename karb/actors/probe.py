@@ -20,6 +20,12 @@ class ProbeSourceParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     interval_us: int = 1000
     count: int = 0  # 0: forever
 
+    def __post_init__(self) -> None:
+        # uvloop's timers have 1 ms resolution: a shorter sleep rounds to zero and the source
+        # would spin, flooding the bus instead of pacing it.
+        if self.interval_us < 1000:
+            raise ValueError("interval_us must be at least 1000 (event-loop timer resolution)")
+
 
 class ProbeSource(Actor):
     Params = ProbeSourceParams

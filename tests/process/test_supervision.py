@@ -137,3 +137,41 @@ def test_status_api_reports_every_actor(workdir: Path) -> None:
             assert {"name", "pid", "state", "incarnation", "restarts", "heartbeat_age_ms",
                     "rss_bytes", "cpu_percent"} <= actor.keys()
             assert actor["heartbeat_age_ms"] < 600
+
+
+def test_control_socket_answers_status_and_stop(workdir: Path) -> None:
+    import asyncio
+
+    import zmq.asyncio
+
+    from karb.bus import LazyPirateClient, control_endpoint
+    from karb.config import load_config
+    from karb.messages import ControlReply, ControlRequest
+
+    actors = [{"name": "keeper", "kind": IDLE},
+              {"name": "quitter", "kind": IDLE, "restart": "transient"}]
+    config_path = write_config(workdir, actors)
+    config = load_config(config_path)
+
+    async def ask(name: str, cmd: str) -> ControlReply:
+        actx = zmq.asyncio.Context()
+        client = LazyPirateClient(actx, control_endpoint(config, name), timeout_ms=1000)
+        try:
+            reply = await client.request(ControlRequest(req_id=f"{name}-{cmd}", cmd=cmd),
+                                         f"{name}-{cmd}")
+            assert isinstance(reply, ControlReply)
+            return reply
+        finally:
+            client.close()
+            actx.destroy(linger=0)
+
+    with SupervisorProc(config_path) as sup:
+        running = sup.wait_running()
+        status = asyncio.run(ask("keeper", "status"))
+        assert status.ok and status.status is not None
+        assert (status.status.pid, status.status.state) == (running["keeper"]["pid"], "RUNNING")
+        assert asyncio.run(ask("quitter", "stop")).ok
+        eventually(lambda: sup.actors()["quitter"]["state"] == "EXITED", 10,
+                   what="quitter exited after a stop command")
+        assert "quitter exited (code 0); restart type transient: not restarted" in sup.log()
+        assert sup.actors()["keeper"]["pid"] == running["keeper"]["pid"]

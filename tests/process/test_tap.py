@@ -1,0 +1,59 @@
+"""tools/tap.py against a running supervisor: messages, JSON, stats, shared memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import REPO, SupervisorProc, write_config
+
+PROBES = [{"name": "src", "kind": "probe_source", "params": {"interval_us": 5000}},
+          {"name": "sink", "kind": "probe_sink", "params": {"source": "src", "report_every": 20}}]
+
+
+def tap(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "tools/tap.py", str(config), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_tap_says_so_in_one_line_when_nothing_runs(workdir: Path) -> None:
+    config = write_config(workdir, PROBES)
+    result = tap(config, "--count", "1")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "nothing is running on run dir" in result.stderr
+
+
+def test_tap_json_stats_and_shm(workdir: Path) -> None:
+    config = write_config(workdir, PROBES, venues=[{"name": "upbit"}, {"name": "bithumb"}],
+                          markets=["KRW-BTC", "KRW-ETH"])
+    with SupervisorProc(config) as sup:
+        sup.wait_running()
+        heartbeats = tap(config, "--topic", "hb.", "--json", "--count", "4")
+        assert heartbeats.returncode == 0, heartbeats.stderr
+        lines = [json.loads(line) for line in heartbeats.stdout.splitlines()]
+        assert len(lines) == 4
+        for line in lines:
+            assert line["topic"].startswith("hb.") and line["type"] == "hb"
+            assert line["state"] == "RUNNING" and line["src"] in ("src", "sink")
+            assert {"inc", "seq", "ts_event", "ts_init", "pid", "rss_bytes"} <= line.keys()
+
+        stats = tap(config, "--stats", "--json", "--duration", "1.5")
+        assert stats.returncode == 0, stats.stderr
+        rows = {r["topic"]: r for r in json.loads(stats.stdout)["topics"]}
+        assert rows["probe.src"]["rate_per_s"] > 50  # 200/s nominal
+        assert rows["probe.src"]["gaps"] == 0
+        assert "hb.sink" in rows and "probe_report.sink" in rows
+
+        human = tap(config, "--topic", "probe.", "--count", "2")
+        assert human.returncode == 0
+        assert all("probe.src" in line and "src=src" in line for line in human.stdout.splitlines())
+
+        shm = tap(config, "--shm", "--json")
+        assert shm.returncode == 0, shm.stderr
+        rows = json.loads(shm.stdout)["top_of_book"]
+        assert [(r["venue"], r["market"]) for r in rows] == [
+            ("upbit", "KRW-BTC"), ("upbit", "KRW-ETH"), ("bithumb", "KRW-BTC"), ("bithumb", "KRW-ETH")]
+        assert all(r["flags"] == "EMPTY" for r in rows)  # nothing writes books yet
