@@ -57,3 +57,18 @@ def test_tap_json_stats_and_shm(workdir: Path) -> None:
         assert [(r["venue"], r["market"]) for r in rows] == [
             ("upbit", "KRW-BTC"), ("upbit", "KRW-ETH"), ("bithumb", "KRW-BTC"), ("bithumb", "KRW-ETH")]
         assert all(r["flags"] == "EMPTY" for r in rows)  # nothing writes books yet
+
+
+def test_tcp_transport_carries_the_same_bus(workdir: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a free base port; the actors bind base + 0..3
+        s.bind(("127.0.0.1", 0))
+        base = s.getsockname()[1]
+    config = write_config(workdir, PROBES, bus={"transport": "tcp", "tcp_base_port": base})
+    with SupervisorProc(config) as sup:
+        sup.wait_running()
+        result = tap(config, "--topic", "probe.", "--json", "--count", "3")
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 3
+        assert not (sup.run_dir / "bus").exists() or not any((sup.run_dir / "bus").iterdir())
