@@ -83,6 +83,63 @@ class VenueConfig(_Section):
     secret_key_env: str | None = None
 
 
+class SimVenueConfig(_Section):
+    """One simulated exchange: where it listens and what it charges."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (printed, and written to <run_dir>/sim.json)
+    fee_rate: float = 0.0005
+    min_total_krw: float = 5000.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fee_rate < 0.01:
+            raise ValueError("fee_rate must be a fraction such as 0.0005 (0.05 %)")
+
+
+class DislocationConfig(_Section):
+    """Random episodes in which one venue's prices move away from the other's."""
+
+    rate_per_min: float = 2.0
+    size_bps: float = 60.0
+    duration_ms: int = 3000
+
+
+class SimAccountConfig(_Section):
+    """A simulated account. These keys are the simulator's own test data, not real secrets."""
+
+    access_key: str
+    secret_key: str
+    balances: dict[str, float] = {}
+
+
+class RateLimitConfig(_Section):
+    enabled: bool = True
+    # 429s within a second after which Upbit answers 418 and blocks; the block doubles each time.
+    upbit_418_after: int = 20
+    upbit_418_block_s: float = 5.0
+
+
+class SimConfig(_Section):
+    """The built-in exchange simulator (``python -m karb.sim`` or the ``sim`` actor)."""
+
+    seed: int = 7
+    step_ms: int = 100
+    volatility_bps: float = 2.0
+    noise_bps: float = 3.0
+    prices: dict[str, float] = {}  # initial fair value per market; defaults built in
+    dislocation: DislocationConfig = msgspec.field(default_factory=DislocationConfig)
+    upbit: SimVenueConfig = msgspec.field(default_factory=lambda: SimVenueConfig(port=0))
+    bithumb: SimVenueConfig = msgspec.field(
+        default_factory=lambda: SimVenueConfig(port=0, fee_rate=0.0004))
+    accounts: list[SimAccountConfig] = []
+    rate_limits: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    ws_idle_timeout_s: float = 120.0
+    faults_enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _positive(self, "step_ms", "ws_idle_timeout_s")
+
+
 class ActorSpec(_Section):
     """One supervised actor: ``kind`` is a built-in name or ``package.module:Class``."""
 
@@ -103,6 +160,7 @@ class Config(_Section, kw_only=True):
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     venues: list[VenueConfig] = []
     markets: list[str] = []
+    sim: SimConfig | None = None
     actors: list[ActorSpec]
     path: str = ""  # filled in by load_config, never read from YAML
 

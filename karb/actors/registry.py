@@ -13,6 +13,7 @@ from karb.actors.base import Actor
 BUILTIN: dict[str, str] = {
     "probe_source": "karb.actors.probe:ProbeSource",
     "probe_sink": "karb.actors.probe:ProbeSink",
+    "sim": "karb.actors.sim:SimActor",
 }
 
 # Heavy third-party modules every actor needs; imported in the forkserver before any fork.

@@ -1,0 +1,1 @@
+"""Venue clients (one folder per exchange) and the wire facts they share."""

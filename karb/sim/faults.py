@@ -1,0 +1,122 @@
+"""``/_sim/``: fault injection and inspection, served beside each venue's API (never part of it).
+
+    POST /_sim/faults/ws_drop                  close every WebSocket now
+    POST /_sim/faults/ws_stall   {"on": bool}  keep WebSockets open but silent
+    POST /_sim/faults/latency    {"ms": n}     add latency to every REST request
+    POST /_sim/faults/fail_next  {"count": n, "status": 500|503|429}
+    POST /_sim/faults/order_next {"action": "reject"|"partial", "fraction": 0.5, "count": 1}
+    POST /_sim/faults/malformed_frame {"count": n}  the next n frames per socket are garbage
+    POST /_sim/faults/clock_skew {"ms": n}     shift this venue's clock
+    POST /_sim/faults/clear
+    POST /_sim/dislocate {"market": "KRW-BTC", "bps": 80, "duration_ms": 3000}
+    GET  /_sim/orders                          every order this venue ever accepted
+    GET  /_sim/accounts                        balances per access key
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from karb.sim.engine import Order, OrderFault
+from karb.sim.venue import VenueState, num, ok_json
+
+
+def order_record(order: Order) -> dict[str, Any]:
+    return {"id": order.id, "client_id": order.client_id, "market": order.market,
+            "side": order.side, "ord_type": order.ord_type, "price": num(order.price),
+            "volume": num(order.volume), "state": order.state,
+            "executed_volume": num(order.executed_volume), "paid_fee": num(order.paid_fee),
+            "created_ns": order.created_ns,
+            "fills": [{"trade_id": f.trade_id, "price": num(f.price), "volume": num(f.volume),
+                       "funds": num(f.funds), "fee": num(f.fee), "is_maker": f.is_maker}
+                      for f in order.fills]}
+
+
+def add_routes(app: web.Application, state: VenueState) -> None:
+    if not state.sim.faults_enabled:
+        return
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        data = await request.json()
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(text="body must be a JSON object")
+        return data
+
+    async def ws_drop(request: web.Request) -> web.Response:
+        sockets = list(state.sockets)
+        for session in sockets:
+            await session.drop()
+        return ok_json({"dropped": len(sockets)})
+
+    async def ws_stall(request: web.Request) -> web.Response:
+        state.faults.ws_stalled = bool((await body(request)).get("on", True))
+        return ok_json({"stalled": state.faults.ws_stalled})
+
+    async def latency(request: web.Request) -> web.Response:
+        state.faults.rest_latency_ms = int((await body(request)).get("ms", 0))
+        return ok_json({"latency_ms": state.faults.rest_latency_ms})
+
+    async def fail_next(request: web.Request) -> web.Response:
+        data = await body(request)
+        status = int(data.get("status", 500))
+        if status not in (429, 500, 502, 503, 504):
+            raise web.HTTPBadRequest(text="status must be 429 or 5xx")
+        state.faults.fail_next, state.faults.fail_status = int(data.get("count", 1)), status
+        return ok_json({"fail_next": state.faults.fail_next, "status": status})
+
+    async def order_next(request: web.Request) -> web.Response:
+        data = await body(request)
+        action = data.get("action")
+        if action not in ("reject", "partial"):
+            raise web.HTTPBadRequest(text="action must be reject or partial")
+        fault = OrderFault(action, float(data.get("fraction", 0.5)))
+        state.exchange.next_order_faults.extend([fault] * int(data.get("count", 1)))
+        return ok_json({"queued": len(state.exchange.next_order_faults)})
+
+    async def malformed(request: web.Request) -> web.Response:
+        count = int((await body(request)).get("count", 1))
+        for session in state.sockets:
+            session.malformed_pending += count
+        return ok_json({"sockets": len(state.sockets), "count": count})
+
+    async def clock_skew(request: web.Request) -> web.Response:
+        state.faults.clock_skew_ms = int((await body(request)).get("ms", 0))
+        return ok_json({"clock_skew_ms": state.faults.clock_skew_ms})
+
+    async def clear(request: web.Request) -> web.Response:
+        state.faults.clear()
+        state.exchange.next_order_faults.clear()
+        return ok_json({"cleared": True})
+
+    async def dislocate(request: web.Request) -> web.Response:
+        data = await body(request)
+        market = data.get("market")
+        if market not in state.model.markets:
+            raise web.HTTPBadRequest(text=f"unknown market {market!r}")
+        state.model.dislocate(state.name, market, float(data.get("bps", 80)),
+                              int(data.get("duration_ms", 3000)))
+        return ok_json({"venue": state.name, "market": market})
+
+    async def orders(request: web.Request) -> web.Response:
+        return ok_json([order_record(o) for o in state.exchange.orders.values()])
+
+    async def accounts(request: web.Request) -> web.Response:
+        return ok_json({key: {cur: {"free": b.free, "locked": b.locked}
+                              for cur, b in account.balances.items()}
+                        for key, account in state.exchange.accounts.items()})
+
+    app.router.add_post("/_sim/faults/ws_drop", ws_drop)
+    app.router.add_post("/_sim/faults/ws_stall", ws_stall)
+    app.router.add_post("/_sim/faults/latency", latency)
+    app.router.add_post("/_sim/faults/fail_next", fail_next)
+    app.router.add_post("/_sim/faults/order_next", order_next)
+    app.router.add_post("/_sim/faults/malformed_frame", malformed)
+    app.router.add_post("/_sim/faults/clock_skew", clock_skew)
+    app.router.add_post("/_sim/faults/clear", clear)
+    app.router.add_post("/_sim/dislocate", dislocate)
+    app.router.add_get("/_sim/orders", orders)
+    app.router.add_get("/_sim/accounts", accounts)

@@ -1,0 +1,107 @@
+"""The simulator as a whole: one market model, one Upbit and one Bithumb server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from karb.config import Config, SimAccountConfig, SimConfig
+from karb.sim import bithumb, upbit, wsfeed
+from karb.sim.engine import Account, Balance, Exchange
+from karb.sim.market import VENUES, MarketModel, default_price
+from karb.sim.venue import VenueState
+
+log = logging.getLogger("karb.sim")
+
+DEFAULT_MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
+                   "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
+DEFAULT_COIN_VALUE_KRW = 50_000_000.0
+
+
+def default_account(markets: list[str], prices: dict[str, float]) -> SimAccountConfig:
+    """``sim-access`` / ``sim-secret``: 50,000,000 KRW, 1 BTC and about as much of each coin."""
+    balances = {"KRW": 50_000_000.0}
+    for market in markets:
+        coin = market.split("-", 1)[1]
+        price = prices.get(market, default_price(market))
+        balances[coin] = 1.0 if coin == "BTC" else round(DEFAULT_COIN_VALUE_KRW / price, 4)
+    return SimAccountConfig(access_key="sim-access", secret_key="sim-secret", balances=balances)
+
+
+@dataclass
+class Endpoint:
+    venue: str
+    rest: str
+    ws: str
+
+
+class SimServer:
+    def __init__(self, config: Config) -> None:
+        self.sim: SimConfig = config.sim or SimConfig()
+        self.markets = list(config.markets) or DEFAULT_MARKETS
+        self.model = MarketModel(self.markets, self.sim, time.time_ns() // 1_000_000)
+        account_cfgs = self.sim.accounts or [default_account(self.markets, self.sim.prices)]
+        self.venues: dict[str, VenueState] = {}
+        for venue in VENUES:
+            vcfg = self.sim.upbit if venue == "upbit" else self.sim.bithumb
+            accounts = [Account(a.access_key, a.secret_key,
+                                {cur: Balance(free=amount) for cur, amount in a.balances.items()})
+                        for a in account_cfgs]
+            state_ref: list[VenueState] = []
+            exchange = Exchange(venue, self.model, vcfg.fee_rate, vcfg.min_total_krw, accounts,
+                                lambda ref=state_ref: ref[0].now_ns())
+            state = VenueState(venue, vcfg, self.sim, self.model, exchange)
+            state_ref.append(state)
+            self.venues[venue] = state
+        self._runners: list[web.AppRunner] = []
+        self.endpoints: dict[str, Endpoint] = {}
+
+    async def start(self) -> dict[str, Endpoint]:
+        for venue, state in self.venues.items():
+            app = upbit.build_app(state) if venue == "upbit" else bithumb.build_app(state)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+            await runner.setup()
+            site = web.TCPSite(runner, state.cfg.host, state.cfg.port)
+            await site.start()
+            self._runners.append(runner)
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            base = f"{state.cfg.host}:{port}"
+            ws = f"ws://{base}/websocket/v1"
+            self.endpoints[venue] = Endpoint(venue, f"http://{base}", ws)
+        return self.endpoints
+
+    async def run_market(self) -> None:
+        """Step the model every ``step_ms`` and stream what changed; never drifts or bursts."""
+        loop = asyncio.get_running_loop()
+        period = self.sim.step_ms / 1000
+        next_at = loop.time()
+        while True:
+            next_at += period
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_at = loop.time()  # fell behind: skip, do not catch up in a burst
+                await asyncio.sleep(0)
+            self.step()
+
+    def step(self) -> None:
+        changed = self.model.step(time.time_ns() // 1_000_000)
+        by_venue: dict[str, set[str]] = {v: set() for v in VENUES}
+        for venue, market in changed:
+            by_venue[venue].add(market)
+        for venue, state in self.venues.items():
+            state.exchange.on_step()
+            wsfeed.publish_step(state, by_venue[venue])
+
+    async def stop(self) -> None:
+        for state in self.venues.values():
+            for session in list(state.sockets):
+                await session.drop()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
