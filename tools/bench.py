@@ -232,8 +232,54 @@ def bench_shm() -> dict[str, float]:
             "shm_read_ns": round(statistics.median(reads))}
 
 
+def bench_sim_ws() -> dict[str, float]:
+    """Order-book frames/s from the simulator (its own process, one core at most) to one
+    WebSocket subscriber of 10 markets, with the model stepping as fast as it can."""
+    import asyncio
+    import json as jsonlib
+
+    import aiohttp
+
+    markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
+               "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
+    workdir = Path(tempfile.mkdtemp(prefix="karb-bench-", dir="/tmp"))
+    config = workdir / "sim.yaml"
+    config.write_text(yaml.safe_dump({
+        "markets": markets, "actors": [{"name": "sim", "kind": "sim"}],
+        "sim": {"step_ms": 1, "upbit": {"port": 0}, "bithumb": {"port": 0},
+                "dislocation": {"rate_per_min": 0.0}}}))
+    proc = subprocess.Popen([sys.executable, "-m", "karb.sim", str(config)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        ws_url = dict(p.split("=", 1) for p in line.split()[2:])["ws"]
+        ps = psutil.Process(proc.pid)
+
+        async def count(seconds: float) -> tuple[int, float]:
+            async with aiohttp.ClientSession() as s, s.ws_connect(ws_url, max_msg_size=0) as ws:
+                await ws.send_str(jsonlib.dumps([{"ticket": "bench"},
+                                                 {"type": "orderbook", "codes": markets}]))
+                for _ in range(200):  # warm up
+                    await ws.receive()
+                ps.cpu_percent(None)
+                n, end = 0, time.monotonic() + seconds
+                while time.monotonic() < end:
+                    await ws.receive()
+                    n += 1
+                return n, ps.cpu_percent(None)
+
+        frames, cpu = asyncio.run(count(3.0))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {"sim_ws_msgs_per_s": round(frames / 3.0), "sim_cpu_percent": round(cpu, 1)}
+
+
 BENCHES: list[Callable[[], dict[str, float]]] = [
-    bench_shm, bench_raw_pyzmq, bench_bus_hop, bench_restart, bench_hang]
+    bench_shm, bench_raw_pyzmq, bench_bus_hop, bench_restart, bench_hang, bench_sim_ws]
 
 
 def main(argv: list[str] | None = None) -> int:

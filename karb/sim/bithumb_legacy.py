@@ -214,6 +214,23 @@ def _levels(state: VenueState, market: str) -> dict[tuple[str, float], float]:
     return out
 
 
+def depth_delta(state: VenueState, market: str) -> list[dict[str, str]]:
+    """Levels that changed since the previous step (absolute quantity, "0" = gone): the same
+    for every subscriber, computed once per step and market."""
+    memo = state.memo.setdefault("pubwss_depth", {})
+    step = state.model.now_ms
+    cached = memo.get(market)
+    if cached is not None and cached[0] == step:
+        return cached[2]
+    new = _levels(state, market)
+    old = cached[1] if cached is not None else new
+    delta = [{"orderType": side, "price": num(px), "quantity": num(new.get((side, px), 0.0)),
+              "total": "1"}
+             for side, px in sorted(set(new) | set(old)) if new.get((side, px)) != old.get((side, px))]
+    memo[market] = (step, new, delta)
+    return delta
+
+
 def pubwss_step(session: Session, changed: set[str]) -> None:
     state = session.state
     now_us = state.now_ns() // 1000
@@ -224,16 +241,10 @@ def pubwss_step(session: Session, changed: set[str]) -> None:
             if market not in changed:
                 continue
             if kind == "orderbookdepth":
-                new = _levels(state, market)
-                old = session.last_depth.get(market, {})
-                delta = [{"symbol": symbol, "orderType": side, "price": num(px),
-                          "quantity": num(new.get((side, px), 0.0)), "total": "1"}
-                         for side, px in sorted(set(new) | set(old))
-                         if new.get((side, px)) != old.get((side, px))]
-                session.last_depth[market] = new
+                delta = depth_delta(state, market)
                 if delta:
                     session.send(json.dumps({"type": "orderbookdepth", "content": {
-                        "list": delta, "datetime": now_us}}))
+                        "list": [{"symbol": symbol, **d} for d in delta], "datetime": now_us}}))
             elif kind == "orderbooksnapshot":
                 book = state.model.book(state.name, market)
                 session.send(json.dumps({"type": "orderbooksnapshot", "content": {
@@ -294,7 +305,5 @@ async def serve_pubwss(request: web.Request, state: VenueState) -> web.StreamRes
             session.send(json.dumps({"status": "0000", "resmsg": "Filter Registered Successfully"}))
     finally:
         state.sockets.discard(session)
-        if not writer.done():
-            writer.cancel()
-        await ws.close()
+        await session.close(writer)
     return ws

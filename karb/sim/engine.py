@@ -256,7 +256,7 @@ class Exchange:
                 if size <= 0:
                     continue
                 break
-            qty = min(size, cap)
+            qty = round(min(size, cap), VOLUME_PLACES)  # stay on the lot: no 0.015000000000000001
             if order.ord_type == "price":
                 qty = min(size, math.floor(budget / px * 10**VOLUME_PLACES) / 10**VOLUME_PLACES)
             if qty <= 0:

@@ -87,7 +87,7 @@ def markets_param(state: VenueState, request: web.Request) -> list[str]:
 def orderbook_rows(state: VenueState, markets: list[str], count: int) -> list[dict[str, Any]]:
     rows = []
     for market in markets:
-        frame = wsfeed.orderbook_frame(state, market, count, "REST", 0)
+        frame = wsfeed.orderbook_frame(state, market, count, "REST", 0, rest=True)
         rows.append({"market": market, "timestamp": state.now_ms() // 100 * 100,
                      "total_ask_size": frame["total_ask_size"], "total_bid_size": frame["total_bid_size"],
                      "orderbook_units": frame["orderbook_units"], "level": 0})

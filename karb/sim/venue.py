@@ -47,6 +47,8 @@ class VenueState:
     faults: Faults = field(default_factory=Faults)
     nonces: NonceStore = field(default_factory=NonceStore)
     sockets: set[Any] = field(default_factory=set)  # live WebSocket sessions (karb.sim.wsfeed)
+    # Per-protocol memory that is not per connection (pubwss: the previous step's depth).
+    memo: dict[str, Any] = field(default_factory=dict)
     upbit_limiter: UpbitLimiter | None = None
     bithumb_limiter: BithumbLimiter | None = None
 

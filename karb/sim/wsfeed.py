@@ -19,12 +19,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from aiohttp import WSMsgType, web
 
 from karb.sim.engine import Account, Fill, Order, VenueError
 from karb.sim.venue import VenueState, num
 
 OUTBOX_LIMIT = 10_000
+_JSON = msgspec.json.Encoder()
 DEPTHS = (1, 5, 15, 30)
 PUBLIC_TYPES = ("orderbook", "ticker", "trade")
 PRIVATE_TYPES = ("myOrder", "myAsset")
@@ -66,7 +68,6 @@ class Session:
         self.level = 0
         self.malformed_pending = 0
         self.last_trade_seq: dict[str, int] = {}
-        self.last_depth: dict[str, dict[tuple[str, float], float]] = {}
         # Streams with their own protocol (Bithumb's pubwss) publish through this hook.
         self.on_step: Callable[[set[str]], None] | None = None
         self.outbox: asyncio.Queue[bytes | str | None] = asyncio.Queue(OUTBOX_LIMIT)
@@ -97,12 +98,22 @@ class Session:
     async def drop(self) -> None:
         await self.ws.close()
 
+    async def close(self, writer: asyncio.Task[None]) -> None:
+        """Flush what is queued (an error frame, say), then close; bounded in time."""
+        try:
+            self.outbox.put_nowait(None)
+        except asyncio.QueueFull:
+            pass
+        try:
+            await asyncio.wait_for(writer, 1.0)
+        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+            writer.cancel()
+        await self.ws.close()
+
     def encode(self, frame: dict[str, Any]) -> bytes:
         if self.fmt in ("SIMPLE", "SIMPLE_LIST"):
             frame = _simple(frame)
-        if self.fmt.endswith("_LIST"):
-            return json.dumps([frame], ensure_ascii=False, separators=(",", ":")).encode()
-        return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode()
+        return _JSON.encode([frame] if self.fmt.endswith("_LIST") else frame)
 
 
 def _simple(value: Any) -> Any:
@@ -165,9 +176,11 @@ def parse_request(text: str, family: str, private: bool) -> tuple[dict[str, list
 
 # -- frames ------------------------------------------------------------------------------------
 
-def orderbook_frame(state: VenueState, market: str, depth: int, stream: str, level: float) -> dict[str, Any]:
+def orderbook_frame(state: VenueState, market: str, depth: int, stream: str, level: float,
+                    rest: bool = False) -> dict[str, Any]:
     book = state.model.book(state.name, market)
-    cap = min(depth, 15 if state.name == "bithumb" else 30)
+    # Bithumb's WebSocket sends at most 15 levels; its REST book of one market has 30.
+    cap = min(depth, 15 if state.name == "bithumb" and not rest else 30)
     bids, asks = book.bids[:cap], book.asks[:cap]
     units = []
     for i in range(max(len(bids), len(asks))):
@@ -344,8 +357,6 @@ async def serve(request: web.Request, state: VenueState, family: str, private: b
     try:
         if auth_error is not None:
             session.send(error_frame("INVALID_AUTH", auth_error.message))
-            session.outbox.put_nowait(None)
-            await writer
             return ws
         while True:
             try:
@@ -363,7 +374,6 @@ async def serve(request: web.Request, state: VenueState, family: str, private: b
                     subs, only_snap, only_real, fmt, level = parse_request(text, family, private)
                 except VenueError as exc:
                     session.send(error_frame(exc.name, exc.message))
-                    session.outbox.put_nowait(None)
                     break
                 session.subs, session.fmt, session.level = subs, fmt, level
                 session.realtime = set(subs) - only_snap
@@ -373,7 +383,5 @@ async def serve(request: web.Request, state: VenueState, family: str, private: b
                 break
     finally:
         state.sockets.discard(session)
-        if not writer.done():
-            writer.cancel()
-        await ws.close()
+        await session.close(writer)
     return ws
