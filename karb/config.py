@@ -79,8 +79,19 @@ class VenueConfig(_Section):
     name: VenueName
     rest_url: str = ""
     ws_url: str = ""
+    # env: keys from the variables named below; sim: the simulator's demo account.
+    credentials: Literal["env", "sim"] = "env"
     access_key_env: str | None = None
     secret_key_env: str | None = None
+    # Bithumb only: "current" (/v1 /v2, JWT, ws-api) or "legacy" (v1.2.0, pubwss).
+    api: Literal["current", "legacy"] = "current"
+    stale_after_ms: int = 5000
+    request_timeout_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        _positive(self, "stale_after_ms", "request_timeout_ms")
+        if self.api == "legacy" and self.name != "bithumb":
+            raise ValueError("api: legacy exists only for bithumb")
 
 
 class SimVenueConfig(_Section):

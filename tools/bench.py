@@ -232,6 +232,58 @@ def bench_shm() -> dict[str, float]:
             "shm_read_ns": round(statistics.median(reads))}
 
 
+def _upbit_frames(simple: bool) -> list[bytes]:
+    """30-level order-book frames exactly as the simulator sends them, 10 markets."""
+    from karb.config import SimConfig
+    from karb.sim.market import MarketModel
+    from karb.sim.venue import VenueState
+    from karb.sim.wsfeed import Session, orderbook_frame
+
+    markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
+               "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
+    model = MarketModel(markets, SimConfig(), 0)
+    state = VenueState("upbit", SimConfig().upbit, SimConfig(), model, None)  # type: ignore[arg-type]
+    session = Session(None, state, "upbit")  # type: ignore[arg-type]
+    session.fmt = "SIMPLE" if simple else "DEFAULT"
+    return [session.encode(orderbook_frame(state, m, 30, "REALTIME", 0)) for m in markets]
+
+
+def _per_call_us(fn: Callable[[bytes], object], frames: list[bytes], rounds: int = 9,
+                 n: int = 20_000) -> float:
+    results = []
+    for _ in range(rounds):
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            fn(frames[i % len(frames)])
+        results.append((time.perf_counter_ns() - t0) / n / 1000)
+    return statistics.median(results)
+
+
+def bench_parse() -> dict[str, float]:
+    """One 30-level Upbit order-book frame → our normalised book, against stdlib json + dict
+    access doing the same (split into bids/asks, padding dropped), same frames, same run."""
+    import json as jsonlib
+
+    from karb.exchanges.upbit.ws import parse_orderbook
+
+    default, simple = _upbit_frames(False), _upbit_frames(True)
+
+    def baseline(data: bytes) -> object:
+        frame = jsonlib.loads(data)
+        units = frame["orderbook_units"]
+        bids = [(u["bid_price"], u["bid_size"]) for u in units if u["bid_size"] > 0]
+        asks = [(u["ask_price"], u["ask_size"]) for u in units if u["ask_size"] > 0]
+        return frame["code"], frame["timestamp"], bids, asks
+
+    ours = _per_call_us(lambda d: parse_orderbook(d, "upbit", 0), default)
+    ours_simple = _per_call_us(lambda d: parse_orderbook(d, "upbit", 0), simple)
+    base = _per_call_us(baseline, default)
+    return {"parse_upbit_orderbook_us": round(ours, 2),
+            "parse_upbit_orderbook_simple_us": round(ours_simple, 2),
+            "parse_json_baseline_us": round(base, 2),
+            "parse_speedup_vs_baseline": round(base / ours, 1)}
+
+
 def bench_sim_ws() -> dict[str, float]:
     """Order-book frames/s from the simulator (its own process, one core at most) to one
     WebSocket subscriber of 10 markets, with the model stepping as fast as it can."""
@@ -279,7 +331,7 @@ def bench_sim_ws() -> dict[str, float]:
 
 
 BENCHES: list[Callable[[], dict[str, float]]] = [
-    bench_shm, bench_raw_pyzmq, bench_bus_hop, bench_restart, bench_hang, bench_sim_ws]
+    bench_shm, bench_parse, bench_raw_pyzmq, bench_bus_hop, bench_restart, bench_hang, bench_sim_ws]
 
 
 def main(argv: list[str] | None = None) -> int:

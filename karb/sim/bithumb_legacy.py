@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from karb.sim.auth import LegacyAuthError, verify_legacy
 from karb.sim.engine import Account, Order, VenueError
+from karb.sim.market import Book
 from karb.sim.venue import VenueState, num, ok_json
 from karb.sim.wsfeed import Session
 
@@ -207,27 +208,28 @@ def add_routes(app: web.Application, state: VenueState) -> None:
 
 # -- pubwss ----------------------------------------------------------------------------------
 
-def _levels(state: VenueState, market: str) -> dict[tuple[str, float], float]:
-    book = state.model.book(state.name, market)
+def _levels(book: Book | None) -> dict[tuple[str, float], float]:
+    if book is None:
+        return {}
     out = {("bid", p): q for p, q in book.bids[:30]}
     out.update({("ask", p): q for p, q in book.asks[:30]})
     return out
 
 
 def depth_delta(state: VenueState, market: str) -> list[dict[str, str]]:
-    """Levels that changed since the previous step (absolute quantity, "0" = gone): the same
-    for every subscriber, computed once per step and market."""
+    """Levels that changed in the last model step (absolute quantity, "0" = gone): the same for
+    every subscriber, computed once per step and market."""
     memo = state.memo.setdefault("pubwss_depth", {})
     step = state.model.now_ms
     cached = memo.get(market)
     if cached is not None and cached[0] == step:
-        return cached[2]
-    new = _levels(state, market)
-    old = cached[1] if cached is not None else new
+        return cached[1]
+    vm = state.model.state[(state.name, market)]
+    old, new = _levels(vm.prev_book), _levels(vm.book)
     delta = [{"orderType": side, "price": num(px), "quantity": num(new.get((side, px), 0.0)),
               "total": "1"}
              for side, px in sorted(set(new) | set(old)) if new.get((side, px)) != old.get((side, px))]
-    memo[market] = (step, new, delta)
+    memo[market] = (step, delta)
     return delta
 
 

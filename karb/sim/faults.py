@@ -4,6 +4,7 @@
     POST /_sim/faults/ws_stall   {"on": bool}  keep WebSockets open but silent
     POST /_sim/faults/latency    {"ms": n}     add latency to every REST request
     POST /_sim/faults/fail_next  {"count": n, "status": 500|503|429}
+    POST /_sim/faults/lose_response {"count": n}  carry out the next n requests, answer 504
     POST /_sim/faults/order_next {"action": "reject"|"partial", "fraction": 0.5, "count": 1}
     POST /_sim/faults/malformed_frame {"count": n}  the next n frames per socket are garbage
     POST /_sim/faults/clock_skew {"ms": n}     shift this venue's clock
@@ -68,6 +69,10 @@ def add_routes(app: web.Application, state: VenueState) -> None:
         state.faults.fail_next, state.faults.fail_status = int(data.get("count", 1)), status
         return ok_json({"fail_next": state.faults.fail_next, "status": status})
 
+    async def lose_response(request: web.Request) -> web.Response:
+        state.faults.lose_next = int((await body(request)).get("count", 1))
+        return ok_json({"lose_next": state.faults.lose_next})
+
     async def order_next(request: web.Request) -> web.Response:
         data = await body(request)
         action = data.get("action")
@@ -113,6 +118,7 @@ def add_routes(app: web.Application, state: VenueState) -> None:
     app.router.add_post("/_sim/faults/ws_stall", ws_stall)
     app.router.add_post("/_sim/faults/latency", latency)
     app.router.add_post("/_sim/faults/fail_next", fail_next)
+    app.router.add_post("/_sim/faults/lose_response", lose_response)
     app.router.add_post("/_sim/faults/order_next", order_next)
     app.router.add_post("/_sim/faults/malformed_frame", malformed)
     app.router.add_post("/_sim/faults/clock_skew", clock_skew)

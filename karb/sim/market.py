@@ -94,6 +94,7 @@ class VenueMarket:
     ticker: Ticker
     noise_bps: float = 0.0
     trades: list[Trade] = field(default_factory=list)
+    prev_book: Book | None = None  # the book before the last step (delta streams diff it)
 
 
 def default_price(market: str) -> float:
@@ -146,7 +147,7 @@ class MarketModel:
                 vm = self.state[(venue, market)]
                 # AR(1): venue noise wanders but is pulled back towards the fair value.
                 vm.noise_bps = 0.8 * vm.noise_bps + rng.gauss(0.0, cfg.noise_bps * 0.6)
-                old = vm.book
+                old = vm.prev_book = vm.book
                 vm.book = self._build(venue, market)
                 self._print_crossings(venue, market, old, vm)
                 changed.append((venue, market))

@@ -28,6 +28,7 @@ class Faults:
 
     rest_latency_ms: int = 0
     fail_next: int = 0
+    lose_next: int = 0  # carry out the request, then answer 504 as a gateway would
     fail_status: int = 500
     ws_stalled: bool = False
     malformed_next: int = 0
@@ -155,6 +156,9 @@ def venue_middleware(state: VenueState) -> Any:
             response = await handler(request)
         except VenueError as exc:
             response = error_json(exc.status, exc.name, exc.message)
+        if faults.lose_next > 0 and not _is_websocket(request):
+            faults.lose_next -= 1
+            return error_json(504, "gateway_timeout", "simulated lost response (request was carried out)")
         if decision is not None and not response.prepared:
             response.headers.update(decision.headers)
         return response

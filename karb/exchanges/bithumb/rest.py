@@ -1,0 +1,127 @@
+"""Bithumb REST client on the current API (/v1 reads, /v2 orders with client ids)."""
+
+from __future__ import annotations
+
+import time
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from karb.exchanges import books
+from karb.exchanges.bithumb import auth
+from karb.exchanges.bithumb.schemas import (BithumbAccount, BithumbCancelled, BithumbChance,
+                                            BithumbMarket, BithumbOrder, BithumbOrderbook,
+                                            BithumbOrderCreated, BithumbTicker)
+from karb.exchanges.client import VenueClient
+from karb.exchanges.credentials import Credentials
+from karb.exchanges.errors import InvalidOrder
+from karb.exchanges.ratelimit import BITHUMB_GROUPS, RateLimiter
+from karb.exchanges.transport import Params, RestTransport
+from karb.exchanges.types import (Balance, Market, Order, OrderBook, OrderState, Side, Ticker,
+                                  TimeInForce)
+
+VENUE = "bithumb"
+
+
+class BithumbClient(VenueClient):
+    venue = VENUE
+
+    def __init__(self, base_url: str, credentials: Credentials | None, timeout_ms: int = 5000) -> None:
+        self._creds = credentials
+        self.transport = RestTransport(VENUE, base_url, RateLimiter(BITHUMB_GROUPS), timeout_ms)
+        self._price_units: dict[str, Decimal] = {}
+
+    def _sign(self, hash_source: str | None) -> dict[str, str]:
+        if self._creds is None:
+            raise InvalidOrder(VENUE, "no_credentials", "this client has no API keys")
+        return auth.authorization(self._creds, hash_source)
+
+    async def _private(self, method: str, path: str, params: Params, decode: type,
+                       group: str = "private") -> object:
+        return await self.transport.request(method, path, group, decode, params=params,
+                                            sign=self._sign,
+                                            hash_source=auth.query_hash_source(params) or None,
+                                            safe=method == "GET")
+
+    # -- public --------------------------------------------------------------------------------
+
+    async def markets(self) -> list[Market]:
+        rows = await self.transport.request("GET", "/v1/market/all", "public", list[BithumbMarket],
+                                            params=[("isDetails", "true")])
+        return [Market(r.market, r.market.split("-", 1)[1], r.market.split("-", 1)[0],
+                       r.korean_name, r.english_name, r.market_warning != "NONE") for r in rows]
+
+    async def ticker(self, markets: list[str]) -> list[Ticker]:
+        rows = await self.transport.request("GET", "/v1/ticker", "public", list[BithumbTicker],
+                                            params=[("markets", ",".join(markets))])
+        return [Ticker(r.market, r.trade_price, r.opening_price, r.high_price, r.low_price,
+                       r.acc_trade_volume_24h, books.ms_or_us_to_ns(r.timestamp)) for r in rows]
+
+    async def orderbook(self, market: str) -> OrderBook:
+        rows = await self.transport.request("GET", "/v1/orderbook", "public",
+                                            list[BithumbOrderbook], params=[("markets", market)])
+        row = rows[0]
+        bids, asks = books.split_units(row.orderbook_units)
+        return OrderBook(VENUE, row.market, bids, asks, books.ms_or_us_to_ns(row.timestamp),
+                         time.time_ns())
+
+    # -- account -------------------------------------------------------------------------------
+
+    async def balances(self) -> dict[str, Balance]:
+        rows = await self._private("GET", "/v1/accounts", [], list[BithumbAccount])
+        return {r.currency: Balance(r.currency, float(r.balance), float(r.locked))
+                for r in rows}  # type: ignore[attr-defined]
+
+    async def price_tick_round(self, market: str, price: float, side: Side) -> Decimal:
+        """Bithumb publishes its tick per market in orders/chance (``price_unit``)."""
+        unit = self._price_units.get(market)
+        if unit is None:
+            chance = await self._private("GET", "/v1/orders/chance", [("market", market)], BithumbChance)
+            raw = chance.market.bid.price_unit  # type: ignore[attr-defined]
+            if not raw:
+                return await super().price_tick_round(market, price, side)
+            unit = self._price_units[market] = Decimal(raw)
+        mode = ROUND_FLOOR if side == "buy" else ROUND_CEILING
+        return (Decimal(repr(price)) / unit).to_integral_value(rounding=mode) * unit
+
+    async def _post_order(self, market: str, side: Side, order_type: str, price: str | None,
+                          volume: str | None, client_id: str, time_in_force: TimeInForce | None) -> Order:
+        body: dict[str, str] = {"market": market, "side": books.VENUE_SIDES[side]}
+        if order_type == "limit":
+            body.update(volume=volume, price=price, order_type="limit")  # type: ignore[arg-type]
+            if time_in_force:
+                body["time_in_force"] = time_in_force
+        elif side == "buy":
+            body.update(price=price, order_type="price")  # type: ignore[arg-type]
+        else:
+            body.update(volume=volume, order_type="market")  # type: ignore[arg-type]
+        body["client_order_id"] = client_id
+        created = await self.transport.request("POST", "/v2/orders", "order", BithumbOrderCreated,
+                                               body=body, sign=self._sign,
+                                               hash_source=auth.body_hash_source(body), safe=False)
+        return Order(venue=VENUE, order_id=created.order_id, client_id=created.client_order_id,
+                     market=created.market, side=side, order_type=order_type,
+                     price=float(price) if price else None, volume=float(volume) if volume else None,
+                     state=OrderState.OPEN, time_in_force=time_in_force, complete=False)
+
+    async def get_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
+        if order_id:
+            params: Params = [("uuid", order_id)]
+        elif client_id:
+            params = [("client_order_id", client_id)]
+        else:
+            raise InvalidOrder(VENUE, "local_invalid", "an order id or a client id is required")
+        wire = await self._private("GET", "/v1/order", params, BithumbOrder)
+        return books.order_from_wire(VENUE, wire, wire.client_order_id)  # type: ignore[attr-defined]
+
+    async def cancel_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
+        params: Params = [("order_id", order_id)] if order_id else [("client_order_id", client_id or "")]
+        done = await self._private("DELETE", "/v2/order", params, BithumbCancelled, group="cancel")
+        return await self.get_order(order_id=done.order_id)  # type: ignore[attr-defined]
+
+    async def open_orders(self, market: str | None = None) -> list[Order]:
+        params: list[tuple[str, str]] = [("market", market)] if market else []
+        params.append(("state", "wait"))
+        rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
+        return [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        await self.transport.close()

@@ -1,0 +1,110 @@
+"""Bithumb's wire shapes in Bithumb's field names. The /v1 shapes are Upbit's, plus a few."""
+
+from __future__ import annotations
+
+import msgspec
+
+from karb.exchanges.upbit.schemas import (UpbitAccount, UpbitOrderbook, UpbitTicker, UpbitTrade,
+                                          UpbitUnit)
+
+BithumbAccount = UpbitAccount
+BithumbTicker = UpbitTicker
+BithumbOrderbook = UpbitOrderbook
+BithumbUnit = UpbitUnit
+
+
+class BithumbMarket(msgspec.Struct, gc=False):
+    market: str
+    korean_name: str = ""
+    english_name: str = ""
+    market_warning: str = "NONE"
+
+
+class BithumbOrder(msgspec.Struct, gc=False):
+    uuid: str
+    side: str
+    ord_type: str
+    state: str
+    market: str
+    price: str | None = None
+    volume: str | None = None
+    executed_volume: str = "0"
+    executed_funds: str | None = None
+    paid_fee: str = "0"
+    time_in_force: str | None = None
+    client_order_id: str | None = None
+    trades: list[UpbitTrade] = []
+
+
+class BithumbOrderCreated(msgspec.Struct, gc=False):
+    """POST /v2/orders answers with this much only."""
+
+    order_id: str
+    market: str
+    side: str
+    order_type: str
+    client_order_id: str | None = None
+
+
+class BithumbCancelled(msgspec.Struct, gc=False):
+    order_id: str
+
+
+class BithumbChanceSide(msgspec.Struct, gc=False):
+    currency: str
+    price_unit: str | None = None
+    min_total: str | None = None
+
+
+class BithumbChanceMarket(msgspec.Struct, gc=False):
+    id: str
+    bid: BithumbChanceSide
+    ask: BithumbChanceSide
+
+
+class BithumbChance(msgspec.Struct, gc=False):
+    bid_fee: str
+    ask_fee: str
+    market: BithumbChanceMarket
+
+
+# WebSocket order book (same keys as Upbit; timestamp in microseconds).
+class BithumbWsOrderbook(msgspec.Struct, gc=False):
+    type: str
+    code: str
+    timestamp: int
+    orderbook_units: list[UpbitUnit]
+
+
+# Legacy v1.2.0 public order book and the pubwss stream.
+class LegacyLevel(msgspec.Struct, gc=False):
+    price: str
+    quantity: str
+
+
+class LegacyBookData(msgspec.Struct, gc=False):
+    timestamp: str
+    bids: list[LegacyLevel]
+    asks: list[LegacyLevel]
+
+
+class LegacyBook(msgspec.Struct, gc=False):
+    status: str
+    data: LegacyBookData
+
+
+class LegacyDepthLevel(msgspec.Struct, gc=False):
+    symbol: str
+    orderType: str  # noqa: N815 (Bithumb's name)
+    price: str
+    quantity: str
+
+
+class LegacyDepthContent(msgspec.Struct, gc=False):
+    levels: list[LegacyDepthLevel] = msgspec.field(name="list")
+    datetime: int | str = 0
+
+
+class LegacyDepth(msgspec.Struct, gc=False):
+    type: str
+    content: LegacyDepthContent

@@ -1,0 +1,125 @@
+"""One interface, two venues: what the rest of K-Arb calls to talk to an exchange.
+
+Orders go out as decimal strings rounded to the venue's tick (buys down, sells up: never a
+worse price than asked) and lot (8 decimals, down); an order under the 5,000 KRW minimum is
+refused here with a clear error before anything is sent. Every order carries our client id.
+When a POST of an order gets no usable answer, the order may or may not exist: the client looks
+it up by client id first and sends again only if the venue has never seen it (a second send
+with the same id would be refused as a duplicate anyway, never doubled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from decimal import ROUND_DOWN, Decimal
+
+from karb.exchanges.errors import InvalidOrder, OrderNotFound, RateLimited, VenueUnavailable
+from karb.exchanges.ticks import format_decimal, round_price
+from karb.exchanges.types import Balance, Market, Order, OrderBook, Side, Ticker, TimeInForce
+
+log = logging.getLogger(__name__)
+
+MIN_TOTAL_KRW = Decimal(5000)
+VOLUME_PLACES = 8
+LOOKUP_ATTEMPTS = 3
+
+
+def round_volume(volume: float) -> Decimal:
+    return Decimal(repr(volume)).quantize(Decimal(1).scaleb(-VOLUME_PLACES), rounding=ROUND_DOWN)
+
+
+class VenueClient(ABC):
+    venue: str
+
+    # -- public data ---------------------------------------------------------------------------
+
+    @abstractmethod
+    async def markets(self) -> list[Market]: ...
+
+    @abstractmethod
+    async def ticker(self, markets: list[str]) -> list[Ticker]: ...
+
+    @abstractmethod
+    async def orderbook(self, market: str) -> OrderBook: ...
+
+    # -- account -------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def balances(self) -> dict[str, Balance]: ...
+
+    @abstractmethod
+    async def get_order(self, order_id: str | None = None, client_id: str | None = None) -> Order: ...
+
+    @abstractmethod
+    async def cancel_order(self, order_id: str | None = None, client_id: str | None = None) -> Order: ...
+
+    @abstractmethod
+    async def open_orders(self, market: str | None = None) -> list[Order]: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def _post_order(self, market: str, side: Side, order_type: str, price: str | None,
+                          volume: str | None, client_id: str, time_in_force: TimeInForce | None) -> Order:
+        """Send one order as given (already rounded and checked)."""
+
+    async def price_tick_round(self, market: str, price: float, side: Side) -> Decimal:
+        """The price on the venue's tick, rounded so it is never worse for ``side``."""
+        return round_price(price, "bid" if side == "buy" else "ask")
+
+    # -- orders --------------------------------------------------------------------------------
+
+    async def place_limit_order(self, market: str, side: Side, price: float, volume: float,
+                                client_id: str, time_in_force: TimeInForce | None = None) -> Order:
+        px = await self.price_tick_round(market, price, side)
+        vol = round_volume(volume)
+        if vol <= 0 or px <= 0:
+            raise InvalidOrder(self.venue, "local_invalid", f"price {price} / volume {volume} "
+                               "round to nothing on the venue's tick and lot")
+        if px * vol < MIN_TOTAL_KRW:
+            raise InvalidOrder(self.venue, "local_under_min_total",
+                               f"{market} {side} {format_decimal(vol)} @ {format_decimal(px)} = "
+                               f"{format_decimal(px * vol, 0)} KRW, under the {MIN_TOTAL_KRW} KRW minimum")
+        return await self._submit(market, side, "limit", format_decimal(px), format_decimal(vol),
+                                  client_id, time_in_force)
+
+    async def place_market_order(self, market: str, side: Side, amount: float,
+                                 client_id: str) -> Order:
+        """Buy: ``amount`` is KRW to spend. Sell: ``amount`` is the coin volume to sell."""
+        if side == "buy":
+            krw = Decimal(repr(amount)).quantize(Decimal(1), rounding=ROUND_DOWN)
+            if krw < MIN_TOTAL_KRW:
+                raise InvalidOrder(self.venue, "local_under_min_total",
+                                   f"market buy of {krw} KRW is under the {MIN_TOTAL_KRW} KRW minimum")
+            return await self._submit(market, side, "market", format_decimal(krw), None, client_id, None)
+        vol = round_volume(amount)
+        if vol <= 0:
+            raise InvalidOrder(self.venue, "local_invalid", f"volume {amount} rounds to nothing")
+        return await self._submit(market, side, "market", None, format_decimal(vol), client_id, None)
+
+    async def _submit(self, market: str, side: Side, order_type: str, price: str | None,
+                      volume: str | None, client_id: str, tif: TimeInForce | None) -> Order:
+        try:
+            return await self._post_order(market, side, order_type, price, volume, client_id, tif)
+        except (VenueUnavailable, RateLimited) as exc:
+            log.warning("%s order %s got no usable answer (%s); looking it up before any resend",
+                        self.venue, client_id, exc.name)
+            found = await self._lookup(client_id, exc)
+            if found is not None:
+                return found
+            log.info("%s order %s never arrived; sending it again", self.venue, client_id)
+            return await self._post_order(market, side, order_type, price, volume, client_id, tif)
+
+    async def _lookup(self, client_id: str, cause: Exception) -> Order | None:
+        for attempt in range(LOOKUP_ATTEMPTS):
+            try:
+                return await self.get_order(client_id=client_id)
+            except OrderNotFound:
+                return None
+            except (VenueUnavailable, RateLimited):
+                await asyncio.sleep(0.2 * 2 ** attempt)
+        # Unknown whether the order exists: the caller must reconcile, never blindly resend.
+        raise cause

@@ -1,0 +1,32 @@
+"""Build a venue's REST client and order-book stream from its config."""
+
+from __future__ import annotations
+
+from karb.config import Config, VenueConfig
+from karb.exchanges.bithumb.legacy import LegacyBookProtocol
+from karb.exchanges.bithumb.rest import BithumbClient
+from karb.exchanges.bithumb.ws import BithumbBookProtocol
+from karb.exchanges.client import VenueClient
+from karb.exchanges.credentials import resolve
+from karb.exchanges.upbit.rest import UpbitClient
+from karb.exchanges.upbit.ws import UpbitBookProtocol
+from karb.exchanges.wsstream import BookHandler, BookProtocol, BookStream
+
+
+def make_client(config: Config, venue: VenueConfig, with_keys: bool = True) -> VenueClient:
+    creds = resolve(config, venue) if with_keys else None
+    cls = UpbitClient if venue.name == "upbit" else BithumbClient
+    return cls(venue.rest_url, creds, venue.request_timeout_ms)
+
+
+def book_protocol(venue: VenueConfig) -> BookProtocol:
+    if venue.name == "upbit":
+        return UpbitBookProtocol()
+    if venue.api == "legacy":
+        return LegacyBookProtocol(venue.rest_url)
+    return BithumbBookProtocol()
+
+
+def make_book_stream(venue: VenueConfig, markets: list[str], on_book: BookHandler) -> BookStream:
+    return BookStream(book_protocol(venue), venue.ws_url, markets, on_book,
+                      stale_after_ms=venue.stale_after_ms)

@@ -1,0 +1,125 @@
+"""REST transport shared by the venue clients: one ``aiohttp.ClientSession`` per venue (keep-alive
+pool, explicit timeouts), the rate limiter in front, msgspec decoding, and venue errors mapped to
+our typed errors. Only idempotent requests are retried here; placing an order is retried by the
+client, and only after looking the order up by its client id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import aiohttp
+import msgspec
+
+from karb.exchanges.errors import RateLimited, VenueError, VenueUnavailable, classify
+from karb.exchanges.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Params = Sequence[tuple[str, Any]]
+# (query or body as hashed, or None) → headers; built per request (nonce, timestamp).
+Signer = Callable[[str | None], dict[str, str]]
+
+SAFE_RETRIES = 2
+
+
+class _ErrorBody(msgspec.Struct):
+    name: str | int = ""
+    message: str = ""
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorBody
+
+
+_ERROR = msgspec.json.Decoder(_ErrorEnvelope)
+_JSON = msgspec.json.Encoder()
+
+
+class RestTransport:
+    def __init__(self, venue: str, base_url: str, limiter: RateLimiter, timeout_ms: int) -> None:
+        self.venue = venue
+        self.base_url = base_url.rstrip("/")
+        self.limiter = limiter
+        self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000,
+                                              sock_connect=min(timeout_ms, 3000) / 1000)
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=32, keepalive_timeout=30, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, group: str, decode: type[T],
+                      params: Params | None = None, body: dict[str, Any] | None = None,
+                      sign: Signer | None = None, hash_source: str | None = None,
+                      safe: bool | None = None) -> T:
+        """Send one request and decode the answer into ``decode``; typed errors on failure.
+        ``safe`` (default: GET) requests are retried on 5xx, timeouts and 429."""
+        safe = method == "GET" if safe is None else safe
+        attempts = 1 + (SAFE_RETRIES if safe else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._once(method, path, group, decode, params, body, sign, hash_source)
+            except (VenueUnavailable, RateLimited) as exc:
+                if attempt == attempts:
+                    raise
+                delay = exc.retry_after_s if isinstance(exc, RateLimited) else 0.2 * 2 ** attempt
+                log.warning("%s %s %s failed (%s); retry %d in %.1f s", self.venue, method, path,
+                            exc.name, attempt, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _once(self, method: str, path: str, group: str, decode: type[T],
+                    params: Params | None, body: dict[str, Any] | None, sign: Signer | None,
+                    hash_source: str | None) -> T:
+        url = self.base_url + path
+        if params:
+            url += "?" + urlencode(list(params), doseq=True)
+        headers = sign(hash_source) if sign is not None else {}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json; charset=utf-8"
+            data = _JSON.encode(body)
+        await self.limiter.acquire(group)
+        self.requests += 1
+        try:
+            async with self.session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                self.limiter.observe(group, resp.headers)
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise VenueUnavailable(self.venue, type(exc).__name__, str(exc) or "no answer") from None
+        if status in (418, 429):
+            pause = self.limiter.on_429(group, float(retry_after) if retry_after else None)
+            name = "too_many_requests" if status == 429 else "blocked"
+            raise RateLimited(self.venue, name, raw[:200].decode(errors="replace"), status, pause)
+        if status >= 400 or raw.startswith(b'{"error"'):  # Bithumb: errors with HTTP 200 too
+            raise self._error(status, raw)
+        try:
+            return msgspec.json.decode(raw, type=decode)
+        except msgspec.DecodeError as exc:
+            raise VenueUnavailable(self.venue, "malformed_response",
+                                   f"{method} {path}: {exc}", status) from None
+
+    def _error(self, status: int, raw: bytes) -> VenueError:
+        try:
+            err = _ERROR.decode(raw).error
+            return classify(self.venue, status, str(err.name), err.message)
+        except msgspec.DecodeError:
+            text = raw[:200].decode(errors="replace")
+            if status >= 500 or status == 0:
+                return VenueUnavailable(self.venue, f"http_{status}", text, status)
+            return classify(self.venue, status, f"http_{status}", text)
