@@ -35,12 +35,12 @@ class PeerUnavailable(Exception):
     """A REQ/REP peer did not answer within the allowed attempts."""
 
 
-def _endpoint(cfg: Config, actor: str, kind: str, offset: int) -> str:
+def _endpoint(cfg: Config, actor: str, kind: str, offset: int, suffix: str) -> str:
     bus = cfg.bus
     if bus.transport == "tcp":
         index = [a.name for a in cfg.actors].index(actor)
-        return f"tcp://{bus.tcp_host}:{bus.tcp_base_port + 2 * index + offset}"
-    path = cfg.run_dir / kind / f"{actor}.{'pub' if kind == 'bus' else 'rep'}"
+        return f"tcp://{bus.tcp_host}:{bus.tcp_base_port + 3 * index + offset}"
+    path = cfg.run_dir / kind / f"{actor}.{suffix}"
     if len(str(path)) > _IPC_PATH_MAX:
         raise ValueError(
             f"ipc path {path} is longer than {_IPC_PATH_MAX} bytes: use a shorter "
@@ -50,12 +50,17 @@ def _endpoint(cfg: Config, actor: str, kind: str, offset: int) -> str:
 
 def pub_endpoint(cfg: Config, actor: str) -> str:
     """Where ``actor`` binds its publisher."""
-    return _endpoint(cfg, actor, "bus", 0)
+    return _endpoint(cfg, actor, "bus", 0, "pub")
 
 
 def control_endpoint(cfg: Config, actor: str) -> str:
     """Where ``actor`` binds its control REP socket."""
-    return _endpoint(cfg, actor, "ctl", 1)
+    return _endpoint(cfg, actor, "ctl", 1, "rep")
+
+
+def service_endpoint(cfg: Config, actor: str) -> str:
+    """Where ``actor`` binds its one service REP socket (execution: intents)."""
+    return _endpoint(cfg, actor, "ctl", 2, "svc")
 
 
 def _common(sock: zmq.Socket, bus: BusConfig) -> None:
@@ -264,8 +269,9 @@ class LazyPirateClient:
         sock.connect(self.endpoint)
         return sock
 
-    async def request(self, msg: Msg, req_id: str) -> BusMessage:
-        """Send ``msg`` (which carries ``req_id``) and return the reply carrying the same id."""
+    async def request(self, msg: Msg, req_id: str, id_field: str = "req_id") -> BusMessage:
+        """Send ``msg`` (which carries ``req_id``) and return the reply whose ``id_field`` is
+        the same id (``req_id`` for control replies, ``intent_id`` for intent acks)."""
         payload = encode(msg)
         for attempt in range(1, self.attempts + 1):
             if self._sock is None:
@@ -276,7 +282,7 @@ class LazyPirateClient:
                 if not await self._sock.poll(left_ms, zmq.POLLIN):
                     break
                 reply = decode(await self._sock.recv())
-                if getattr(reply, "req_id", None) == req_id:
+                if getattr(reply, id_field, None) == req_id:
                     return reply
                 break  # a stray answer: REQ is now out of step, start over on a fresh socket
             log.debug("no reply from %s (attempt %d/%d)", self.endpoint, attempt, self.attempts)

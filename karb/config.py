@@ -87,6 +87,15 @@ class VenueConfig(_Section):
     api: Literal["current", "legacy"] = "current"
     stale_after_ms: int = 5000
     request_timeout_ms: int = 5000
+    # Taker fee as a fraction; default: the venue's base KRW rate (Upbit 0.05 %, Bithumb 0.25 %,
+    # 0.04 % with Bithumb's coupon: set it to what your account really pays).
+    taker_fee: float | None = None
+
+    @property
+    def fee(self) -> float:
+        if self.taker_fee is not None:
+            return self.taker_fee
+        return 0.0005 if self.name == "upbit" else 0.0025
 
     def __post_init__(self) -> None:
         _positive(self, "stale_after_ms", "request_timeout_ms")

@@ -59,7 +59,7 @@ class ControlRequest(Msg, tag="ctl"):
     """Sent to an actor's control REP socket."""
 
     req_id: str
-    cmd: Literal["status", "stop"]
+    cmd: str  # status | stop, or an actor's own command (execution: kill, resume)
 
 
 class ActorStatus(msgspec.Struct, frozen=True, gc=False):
@@ -79,9 +79,147 @@ class ControlReply(Msg, tag="ctl_reply"):
     ok: bool
     status: ActorStatus | None = None
     error: str = ""
+    detail: str = ""
 
 
-BusMessage = Heartbeat | Probe | ProbeReport | ControlRequest | ControlReply
+# -- market data -------------------------------------------------------------------------------
+# recv_mono: time.monotonic_ns() when the feed received the venue frame; latency figures
+# (book update, tick to trade) are measured from it, on one clock for every process on a host.
+
+
+class BookUpdate(Msg, tag="md"):
+    """``md.<venue>.<market>``: one whole normalised book from a feed (best first)."""
+
+    venue: str
+    market: str
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    recv_mono: int = 0
+
+
+class TopOfBookUpdate(Msg, tag="tob"):
+    """``tob.<venue>.<market>``: the top changed (also in shared memory)."""
+
+    venue: str
+    market: str
+    bid_px: float
+    bid_size: float
+    ask_px: float
+    ask_size: float
+    flags: int
+    recv_mono: int = 0
+    shm_mono: int = 0  # when the new top became visible in shared memory
+
+
+class DepthUpdate(Msg, tag="depth"):
+    """``depth.<venue>.<market>``: the top N levels of a validated book."""
+
+    venue: str
+    market: str
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    recv_mono: int = 0
+
+
+# -- strategy and execution -------------------------------------------------------------------
+
+
+class Signal(Msg, tag="sig"):
+    """``sig.<market>``: an opportunity and every number the strategy used on it."""
+
+    market: str
+    buy_venue: str
+    sell_venue: str
+    best_ask: float
+    best_bid: float
+    gross_bps: float
+    net_bps: float
+    volume: float
+    buy_limit: float
+    sell_limit: float
+    expected_pnl_krw: float
+    decision: str  # "sent", or why not (stale, cooldown, in_flight, below_min, ...)
+    intent_id: str = ""
+
+
+class Intent(Msg, tag="intent"):
+    """Strategy → execution over REQ: trade both legs of one arbitrage."""
+
+    intent_id: str
+    market: str
+    buy_venue: str
+    sell_venue: str
+    volume: float
+    buy_limit: float
+    sell_limit: float
+    net_bps: float
+    recv_mono: int = 0
+
+
+class IntentAck(Msg, tag="intent_ack"):
+    intent_id: str
+    accepted: bool
+    reason: str = ""
+
+
+class OrderEvent(Msg, tag="ord"):
+    """``ord.<venue>``: a leg's state changed."""
+
+    intent_id: str
+    role: str  # buy | sell | hedge
+    venue: str
+    market: str
+    side: str
+    client_id: str
+    order_id: str
+    state: str  # PENDING SENT OPEN DONE CANCELLED REJECTED NOT_SENT UNKNOWN DRY_RUN
+    price: float
+    volume: float
+    executed_volume: float = 0.0
+    executed_funds: float = 0.0
+    fee: float = 0.0
+    reason: str = ""
+    recv_mono: int = 0  # of the frame that opened the window
+    sent_mono: int = 0  # when the request left for the venue
+
+
+class FillEvent(Msg, tag="fill"):
+    """``fill.<venue>``: one execution of a leg."""
+
+    intent_id: str
+    venue: str
+    market: str
+    side: str
+    client_id: str
+    trade_id: str
+    price: float
+    volume: float
+    funds: float
+    fee: float
+
+
+class Position(Msg, tag="pos"):
+    """``pos``: balances and inventory per venue, realised PnL net of fees."""
+
+    balances: dict[str, dict[str, float]]  # venue → currency → free
+    inventory: dict[str, dict[str, float]]  # market → venue → coin (free + locked)
+    pnl_krw: dict[str, float]  # market → realised PnL net of fees
+    pnl_total_krw: float
+    intents_done: int
+    fills: int
+    halted: list[str] = []
+    open_intents: list[str] = []
+
+
+class Alert(Msg, tag="alert"):
+    level: str  # warning | critical
+    market: str
+    text: str
+
+
+BusMessage = (Heartbeat | Probe | ProbeReport | ControlRequest | ControlReply | BookUpdate
+              | TopOfBookUpdate | DepthUpdate | Signal | Intent | IntentAck | OrderEvent
+              | FillEvent | Position | Alert)
 
 ENCODER = msgspec.msgpack.Encoder()
 DECODER = msgspec.msgpack.Decoder(BusMessage)

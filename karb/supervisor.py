@@ -378,6 +378,7 @@ def resolve_params(config: Config) -> dict[str, Any]:
             params[spec.name] = convert_params(spec, cls.Params, index)
         except ConfigError as exc:
             raise ConfigError(f"config error: {config.path}: {exc}") from None
+        cls.preflight(config, params[spec.name])
     for spec in config.actors:  # an unusable ipc path is a config error too
         try:
             bus.pub_endpoint(config, spec.name)

@@ -32,3 +32,37 @@ def probe(actor: str) -> bytes:
 
 def probe_report(actor: str) -> bytes:
     return _topic("probe_report", actor)
+
+
+def market_data(venue: str, market: str) -> bytes:
+    return _topic("md", venue, market)
+
+
+def top_of_book(venue: str, market: str) -> bytes:
+    return _topic("tob", venue, market)
+
+
+def depth(venue: str, market: str) -> bytes:
+    return _topic("depth", venue, market)
+
+
+def signal(market: str) -> bytes:
+    return _topic("sig", market)
+
+
+def order(venue: str) -> bytes:
+    return _topic("ord", venue)
+
+
+def fill(venue: str) -> bytes:
+    return _topic("fill", venue)
+
+
+POSITION = b"pos"
+ALERT = b"alert"
+MARKET_DATA = b"md."
+TOP_OF_BOOK = b"tob."
+DEPTH = b"depth."
+ORDER = b"ord."
+FILL = b"fill."
+SIGNAL = b"sig."

@@ -98,6 +98,18 @@ class Actor:
         """Actor-specific figures carried in each heartbeat."""
         return {}
 
+    def on_subscribe(self, prefix: bytes) -> None:
+        """Someone subscribed to ``prefix`` on our publisher: send them a snapshot of the state
+        they would otherwise wait for (ZeroMQ's slow joiner never saw what came before)."""
+
+    def on_command(self, cmd: str) -> str:
+        """An actor's own control command; returns a line for the caller, ValueError if unknown."""
+        raise ValueError(f"unknown command {cmd!r}")
+
+    @classmethod
+    def preflight(cls, config: Config, params: Any) -> None:
+        """Checks run by the supervisor before anything starts; raise ConfigError to refuse."""
+
     # -- services for subclasses --------------------------------------------------------------
 
     def publish(self, topic: bytes, msg: Msg) -> None:
@@ -176,6 +188,8 @@ class Actor:
         # Readiness handshake: whoever subscribes to heartbeats learns our state at once.
         if self.state != "STARTING" and topics.heartbeat(self.name).startswith(prefix):
             self._send_heartbeat()
+        if self.state == "RUNNING":
+            self.on_subscribe(prefix)
 
     # -- heartbeat ------------------------------------------------------------------------------
 
@@ -238,9 +252,15 @@ class Actor:
         cached = replies.get(req.req_id)
         if cached is not None:
             return cached
+        detail = ""
         if req.cmd == "stop":
             self.request_stop("stop command")
-        reply = encode(ControlReply(req_id=req.req_id, ok=True, status=self.status()))
+        elif req.cmd != "status":
+            try:
+                detail = self.on_command(req.cmd)
+            except ValueError as exc:
+                return encode(ControlReply(req_id=req.req_id, ok=False, error=str(exc)))
+        reply = encode(ControlReply(req_id=req.req_id, ok=True, status=self.status(), detail=detail))
         replies.put(req.req_id, reply)
         return reply
 

@@ -14,6 +14,10 @@ BUILTIN: dict[str, str] = {
     "probe_source": "karb.actors.probe:ProbeSource",
     "probe_sink": "karb.actors.probe:ProbeSink",
     "sim": "karb.actors.sim:SimActor",
+    "feed": "karb.actors.feed:Feed",
+    "book": "karb.actors.book:Book",
+    "strategy": "karb.actors.strategy:Strategy",
+    "execution": "karb.actors.execution:Execution",
 }
 
 # Heavy third-party modules every actor needs; imported in the forkserver before any fork.

@@ -63,8 +63,10 @@ class VenueClient(ABC):
 
     @abstractmethod
     async def _post_order(self, market: str, side: Side, order_type: str, price: str | None,
-                          volume: str | None, client_id: str, time_in_force: TimeInForce | None) -> Order:
-        """Send one order as given (already rounded and checked)."""
+                          volume: str | None, client_id: str, time_in_force: TimeInForce | None,
+                          trace: dict[str, int] | None = None) -> Order:
+        """Send one order as given (already rounded and checked). ``trace`` receives
+        ``sent_mono``: when the request's headers were written."""
 
     async def price_tick_round(self, market: str, price: float, side: Side) -> Decimal:
         """The price on the venue's tick, rounded so it is never worse for ``side``."""
@@ -73,7 +75,8 @@ class VenueClient(ABC):
     # -- orders --------------------------------------------------------------------------------
 
     async def place_limit_order(self, market: str, side: Side, price: float, volume: float,
-                                client_id: str, time_in_force: TimeInForce | None = None) -> Order:
+                                client_id: str, time_in_force: TimeInForce | None = None,
+                                trace: dict[str, int] | None = None) -> Order:
         px = await self.price_tick_round(market, price, side)
         vol = round_volume(volume)
         if vol <= 0 or px <= 0:
@@ -84,7 +87,7 @@ class VenueClient(ABC):
                                f"{market} {side} {format_decimal(vol)} @ {format_decimal(px)} = "
                                f"{format_decimal(px * vol, 0)} KRW, under the {MIN_TOTAL_KRW} KRW minimum")
         return await self._submit(market, side, "limit", format_decimal(px), format_decimal(vol),
-                                  client_id, time_in_force)
+                                  client_id, time_in_force, trace)
 
     async def place_market_order(self, market: str, side: Side, amount: float,
                                  client_id: str) -> Order:
@@ -101,9 +104,11 @@ class VenueClient(ABC):
         return await self._submit(market, side, "market", None, format_decimal(vol), client_id, None)
 
     async def _submit(self, market: str, side: Side, order_type: str, price: str | None,
-                      volume: str | None, client_id: str, tif: TimeInForce | None) -> Order:
+                      volume: str | None, client_id: str, tif: TimeInForce | None,
+                      trace: dict[str, int] | None = None) -> Order:
         try:
-            return await self._post_order(market, side, order_type, price, volume, client_id, tif)
+            return await self._post_order(market, side, order_type, price, volume, client_id,
+                                          tif, trace)
         except (VenueUnavailable, RateLimited) as exc:
             log.warning("%s order %s got no usable answer (%s); looking it up before any resend",
                         self.venue, client_id, exc.name)

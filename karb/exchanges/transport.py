@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -39,6 +40,12 @@ _ERROR = msgspec.json.Decoder(_ErrorEnvelope)
 _JSON = msgspec.json.Encoder()
 
 
+async def _headers_sent(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+    """Record when a traced request's headers were written (tick-to-trade ends here)."""
+    if isinstance(ctx.trace_request_ctx, dict):
+        ctx.trace_request_ctx.setdefault("sent_mono", time.monotonic_ns())
+
+
 class RestTransport:
     def __init__(self, venue: str, base_url: str, limiter: RateLimiter, timeout_ms: int) -> None:
         self.venue = venue
@@ -53,7 +60,10 @@ class RestTransport:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=32, keepalive_timeout=30, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            tracing = aiohttp.TraceConfig()
+            tracing.on_request_headers_sent.append(_headers_sent)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  trace_configs=[tracing])
         return self._session
 
     async def close(self) -> None:
@@ -64,14 +74,15 @@ class RestTransport:
     async def request(self, method: str, path: str, group: str, decode: type[T],
                       params: Params | None = None, body: dict[str, Any] | None = None,
                       sign: Signer | None = None, hash_source: str | None = None,
-                      safe: bool | None = None) -> T:
+                      safe: bool | None = None, trace: dict[str, int] | None = None) -> T:
         """Send one request and decode the answer into ``decode``; typed errors on failure.
         ``safe`` (default: GET) requests are retried on 5xx, timeouts and 429."""
         safe = method == "GET" if safe is None else safe
         attempts = 1 + (SAFE_RETRIES if safe else 0)
         for attempt in range(1, attempts + 1):
             try:
-                return await self._once(method, path, group, decode, params, body, sign, hash_source)
+                return await self._once(method, path, group, decode, params, body, sign,
+                                        hash_source, trace)
             except (VenueUnavailable, RateLimited) as exc:
                 if attempt == attempts:
                     raise
@@ -83,7 +94,7 @@ class RestTransport:
 
     async def _once(self, method: str, path: str, group: str, decode: type[T],
                     params: Params | None, body: dict[str, Any] | None, sign: Signer | None,
-                    hash_source: str | None) -> T:
+                    hash_source: str | None, trace: dict[str, int] | None = None) -> T:
         url = self.base_url + path
         if params:
             url += "?" + urlencode(list(params), doseq=True)
@@ -95,7 +106,8 @@ class RestTransport:
         await self.limiter.acquire(group)
         self.requests += 1
         try:
-            async with self.session.request(method, url, data=data, headers=headers) as resp:
+            async with self.session.request(method, url, data=data, headers=headers,
+                                            trace_request_ctx=trace) as resp:
                 raw = await resp.read()
                 status = resp.status
                 self.limiter.observe(group, resp.headers)

@@ -80,6 +80,7 @@ class BookStream:
         self.backoff_max_s = backoff_max_s
         self.stats = StreamStats()
         self.connected = asyncio.Event()
+        self.last_recv_mono = 0  # monotonic ns when the frame being handled arrived
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
 
@@ -138,6 +139,7 @@ class BookStream:
                             self.protocol.venue, self.stale_after_s)
                 return
             if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                self.last_recv_mono = time.monotonic_ns()
                 data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
                 self.stats.frames += 1
                 try:

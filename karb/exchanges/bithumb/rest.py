@@ -83,7 +83,8 @@ class BithumbClient(VenueClient):
         return (Decimal(repr(price)) / unit).to_integral_value(rounding=mode) * unit
 
     async def _post_order(self, market: str, side: Side, order_type: str, price: str | None,
-                          volume: str | None, client_id: str, time_in_force: TimeInForce | None) -> Order:
+                          volume: str | None, client_id: str, time_in_force: TimeInForce | None,
+                          trace: dict[str, int] | None = None) -> Order:
         body: dict[str, str] = {"market": market, "side": books.VENUE_SIDES[side]}
         if order_type == "limit":
             body.update(volume=volume, price=price, order_type="limit")  # type: ignore[arg-type]
@@ -96,7 +97,8 @@ class BithumbClient(VenueClient):
         body["client_order_id"] = client_id
         created = await self.transport.request("POST", "/v2/orders", "order", BithumbOrderCreated,
                                                body=body, sign=self._sign,
-                                               hash_source=auth.body_hash_source(body), safe=False)
+                                               hash_source=auth.body_hash_source(body), safe=False,
+                                            trace=trace)
         return Order(venue=VENUE, order_id=created.order_id, client_id=created.client_order_id,
                      market=created.market, side=side, order_type=order_type,
                      price=float(price) if price else None, volume=float(volume) if volume else None,

@@ -66,7 +66,8 @@ class UpbitClient(VenueClient):
                 for r in rows}  # type: ignore[attr-defined]
 
     async def _post_order(self, market: str, side: Side, order_type: str, price: str | None,
-                          volume: str | None, client_id: str, time_in_force: TimeInForce | None) -> Order:
+                          volume: str | None, client_id: str, time_in_force: TimeInForce | None,
+                          trace: dict[str, int] | None = None) -> Order:
         body: dict[str, str] = {"market": market, "side": books.VENUE_SIDES[side]}
         if order_type == "limit":
             body.update(volume=volume, price=price, ord_type="limit")  # type: ignore[arg-type]
@@ -79,7 +80,8 @@ class UpbitClient(VenueClient):
         body["identifier"] = client_id
         wire = await self.transport.request("POST", "/v1/orders", "order", UpbitOrder, body=body,
                                             sign=self._sign,
-                                            hash_source=auth.body_hash_source(body), safe=False)
+                                            hash_source=auth.body_hash_source(body), safe=False,
+                                            trace=trace)
         return books.order_from_wire(VENUE, wire, wire.identifier)
 
     def _id_params(self, order_id: str | None, client_id: str | None) -> Params:

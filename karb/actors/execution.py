@@ -1,0 +1,187 @@
+"""``execution``: the only actor that moves money (logic in ``karb.trading.executor``).
+
+Start: open the journal, fetch balances, reconcile every leg the journal left open — only then
+bind the intent socket and report RUNNING, so no intent is accepted before the past is settled.
+Intents arrive on a REP socket (answered after risk checks and the journal write, before the
+legs complete). ``kill`` / ``resume`` control commands and a ``KILL`` file in the run dir stop
+and restart trading. Modes: ``live`` (the venues), ``paper`` (fills against the live book with
+simulated balances), ``dry_run`` (logs what it would send). Stops last, after its legs finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+import msgspec
+import zmq
+
+from karb import bus, topics
+from karb.actors.base import Actor
+from karb.config import Config
+from karb.exchanges.client import VenueClient
+from karb.exchanges.credentials import resolve
+from karb.exchanges.registry import make_client
+from karb.messages import BusMessage, DepthUpdate, Intent, IntentAck, decode, encode
+from karb.shm import VALID, TopOfBookTable, segment_path
+from karb.trading.executor import ExecutionLimits, Executor
+from karb.trading.journal import Journal
+from karb.trading.risk import CircuitBreaker, KillSwitch
+from karb.trading.simulated import DryRunClient, PaperClient
+
+
+class ExecutionParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    mode: Literal["live", "paper", "dry_run"] = "live"
+    max_notional_krw: float = 2_000_000.0
+    max_inventory_krw: float = 200_000_000.0
+    stale_after_ms: int = 2000
+    hedge_loss_bps: float = 30.0
+    leg_timeout_ms: int = 5000
+    poll_interval_ms: int = 50
+    breaker_failures: int = 3
+    breaker_open_s: float = 30.0
+    balance_refresh_s: float = 5.0
+    journal_sync: Literal["normal", "full"] = "normal"
+    # paper mode: venue → currency → starting amount
+    paper_balances: dict[str, dict[str, float]] = {}
+
+
+class Execution(Actor):
+    Params = ExecutionParams
+
+    @classmethod
+    def preflight(cls, config: Config, params: Any) -> None:
+        if params.mode == "live":
+            for venue in config.venues:
+                resolve(config, venue)  # ConfigError naming the missing variable
+
+    def subscriptions(self) -> list[tuple[str, bytes]]:
+        return [("book", topics.DEPTH)] if self.params.mode == "paper" else []
+
+    async def on_start(self) -> None:
+        cfg, p = self.config, self.params
+        self.depth: dict[tuple[str, str], DepthUpdate] = {}
+        self.table = TopOfBookTable.attach(segment_path(cfg.run_dir), len(cfg.venues), len(cfg.markets))
+        self.vindex = {v.name: i for i, v in enumerate(cfg.venues)}
+        self.mindex = {m: i for i, m in enumerate(cfg.markets)}
+        self.clients: dict[str, VenueClient] = {}
+        for venue in cfg.venues:
+            if p.mode == "live":
+                self.clients[venue.name] = make_client(cfg, venue)
+            else:
+                cls = PaperClient if p.mode == "paper" else DryRunClient
+                self.clients[venue.name] = cls(venue.name, lambda v, m: self.depth.get((v, m)),
+                                               p.paper_balances.get(venue.name, {}), venue.fee)
+        self.journal = Journal(cfg.run_dir / "journal.sqlite", p.journal_sync)
+        self.executor = Executor(
+            self.clients, self.journal,
+            ExecutionLimits(p.max_notional_krw, p.max_inventory_krw, p.stale_after_ms,
+                            p.hedge_loss_bps, p.leg_timeout_ms, p.poll_interval_ms),
+            {v.name: v.fee for v in cfg.venues}, self.publish, self._top,
+            CircuitBreaker(p.breaker_failures, p.breaker_open_s),
+            KillSwitch(cfg.run_dir / "KILL"), list(cfg.markets))
+        self.running: set[asyncio.Task[None]] = set()
+        await self.executor.refresh_balances()
+        started = time.monotonic()
+        legs = await self.executor.reconcile()
+        self.log.info("mode %s; journal replayed: %d open legs reconciled in %.0f ms", p.mode,
+                      legs, (time.monotonic() - started) * 1000)
+        self.executor.publish_position()
+        self.spawn(self._serve_intents(), name="intents")
+        self.spawn(self._refresh(), name="balances")
+        self.spawn(self._summary(), name="summary")
+
+    def on_message(self, topic: bytes, msg: BusMessage) -> None:
+        if isinstance(msg, DepthUpdate):
+            self.depth[(msg.venue, msg.market)] = msg
+
+    def _top(self, venue: str, market: str) -> tuple[float, float, float] | None:
+        top = self.table.read(self.table.slot(self.vindex[venue], self.mindex[market]))
+        if top is None or top.flags != VALID:
+            return None
+        return top.bid_px, top.ask_px, (time.time_ns() - top.ts_init) / 1e6
+
+    async def _serve_intents(self) -> None:
+        assert self.actx is not None
+        sock = self.actx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(bus.service_endpoint(self.config, self.name))
+        try:
+            while True:
+                payload = await sock.recv()
+                try:
+                    intent = decode(payload)
+                except msgspec.DecodeError as exc:
+                    await sock.send(encode(IntentAck(intent_id="", accepted=False,
+                                                     reason=f"malformed: {exc}")))
+                    continue
+                if not isinstance(intent, Intent):
+                    await sock.send(encode(IntentAck(intent_id="", accepted=False,
+                                                     reason="expected an intent")))
+                    continue
+                fresh = intent.intent_id not in self.executor.answers and \
+                    self.journal.intent_state(intent.intent_id) is None
+                ack = self.executor.accept(intent)
+                await sock.send(encode(ack))
+                if ack.accepted and fresh:
+                    task = self.spawn(self.executor.run(intent), name=intent.intent_id)
+                    self.running.add(task)
+                    task.add_done_callback(self.running.discard)
+        finally:
+            sock.close(linger=0)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.params.balance_refresh_s)
+            if not self.executor.open:
+                await self.executor.refresh_balances()
+            self.executor.publish_position()
+
+    async def _summary(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            ex = self.executor
+            skew = {m: {v: round(q, 6) for v, q in inv.items()}
+                    for m, inv in self._inventory().items()}
+            self.log.info("summary: intents %d, fills %d, realised %+.0f KRW, open %d, halted %s, "
+                          "breaker %s, inventory %s", ex.ledger.intents_done, ex.ledger.fills,
+                          ex.ledger.total, len(ex.open), sorted(ex.halted) or "none",
+                          ex.breaker.state, skew)
+
+    def _inventory(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for market in self.config.markets:
+            coin = market.split("-", 1)[1]
+            out[market] = {v: self.executor.total.get((v, coin), 0.0) for v in self.clients}
+        return out
+
+    def on_subscribe(self, prefix: bytes) -> None:
+        if topics.POSITION.startswith(prefix):  # a strategy (re)joined: it needs balances now
+            self.executor.publish_position()
+
+    def on_command(self, cmd: str) -> str:
+        if cmd == "kill":
+            self.executor.kill.commanded = True
+            self.log.warning("kill switch engaged by command: no new intents")
+            return "kill switch engaged"
+        if cmd == "resume":
+            self.executor.kill.commanded = False
+            self.log.warning("kill switch released by command")
+            return "trading resumed"
+        return super().on_command(cmd)
+
+    def heartbeat_extra(self) -> dict[str, float]:
+        ex = self.executor
+        return {"open_intents": float(len(ex.open)), "pnl_krw": round(ex.ledger.total, 2),
+                "intents_done": float(ex.ledger.intents_done), "halted": float(len(ex.halted)),
+                "breaker_open": float(ex.breaker.state != "CLOSED")}
+
+    async def on_stop(self) -> None:
+        if self.running:
+            self.log.info("waiting for %d intents to finish", len(self.running))
+            await asyncio.wait(self.running, timeout=self.params.leg_timeout_ms / 1000 + 2)
+        for client in self.clients.values():
+            await client.close()
+        self.journal.close()
+        self.table.close()

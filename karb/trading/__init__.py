@@ -1,0 +1,1 @@
+"""Trading logic with no I/O: arbitrage maths, risk, the journal, the ledger."""

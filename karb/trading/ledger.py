@@ -1,0 +1,41 @@
+"""Realised PnL and inventory from fills: what each intent made, net of fees."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from karb.trading.journal import LegRecord
+
+
+def intent_pnl(legs: list[LegRecord]) -> float:
+    """KRW received minus KRW paid over all legs of one intent (hedges included), fees in."""
+    pnl = 0.0
+    for leg in legs:
+        if leg.side == "sell":
+            pnl += leg.executed_funds - leg.fee
+        else:
+            pnl -= leg.executed_funds + leg.fee
+    return pnl
+
+
+def coin_imbalance(legs: list[LegRecord]) -> float:
+    """Coin bought minus coin sold over an intent's legs: 0 when the arbitrage is flat."""
+    return sum(leg.executed_volume if leg.side == "buy" else -leg.executed_volume for leg in legs)
+
+
+@dataclass
+class Ledger:
+    pnl_krw: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    intents_done: int = 0
+    fills: int = 0
+
+    def book_intent(self, market: str, legs: list[LegRecord]) -> float:
+        pnl = intent_pnl(legs)
+        self.pnl_krw[market] += pnl
+        self.intents_done += 1
+        return pnl
+
+    @property
+    def total(self) -> float:
+        return sum(self.pnl_krw.values())
