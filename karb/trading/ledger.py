@@ -20,8 +20,10 @@ def intent_pnl(legs: list[LegRecord]) -> float:
 
 
 def coin_imbalance(legs: list[LegRecord]) -> float:
-    """Coin bought minus coin sold over an intent's legs: 0 when the arbitrage is flat."""
-    return sum(leg.executed_volume if leg.side == "buy" else -leg.executed_volume for leg in legs)
+    """Coin bought minus coin sold over an intent's legs: 0 when the arbitrage is flat.
+    Rounded to the venues' 8-decimal lot, so float noise (1e-17) never reads as a position."""
+    return round(sum(leg.executed_volume if leg.side == "buy" else -leg.executed_volume
+                     for leg in legs), 8) + 0.0
 
 
 @dataclass
