@@ -5,7 +5,7 @@ bind the intent socket and report RUNNING, so no intent is accepted before the p
 Intents arrive on a REP socket (answered after risk checks and the journal write, before the
 legs complete). ``kill`` / ``resume`` control commands and a ``KILL`` file in the run dir stop
 and restart trading. Modes: ``live`` (the venues), ``paper`` (fills against the live book with
-simulated balances), ``dry_run`` (logs what it would send). Stops last, after its legs finish.
+simulated balances), ``dry_run`` (real balances and books, logs the orders it would send). Stops last, after its legs finish.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import zmq
 
 from karb import bus, topics
 from karb.actors.base import Actor
-from karb.config import Config
+from karb.config import Config, ConfigError
 from karb.exchanges.client import VenueClient
 from karb.exchanges.credentials import resolve
 from karb.exchanges.registry import make_client
@@ -34,6 +34,8 @@ from karb.trading.simulated import DryRunClient, PaperClient
 class ExecutionParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mode: Literal["live", "paper", "dry_run"] = "live"
     max_notional_krw: float = 2_000_000.0
+    # Launch cap in BTC terms (prod: 0.01); converted at the live KRW-BTC price.
+    max_notional_btc: float | None = None
     max_inventory_krw: float = 200_000_000.0
     stale_after_ms: int = 2000
     hedge_loss_bps: float = 30.0
@@ -52,7 +54,10 @@ class Execution(Actor):
 
     @classmethod
     def preflight(cls, config: Config, params: Any) -> None:
-        if params.mode == "live":
+        if params.max_notional_btc is not None and "KRW-BTC" not in config.markets:
+            raise ConfigError(f"config error: {config.path}: execution.params.max_notional_btc "
+                              "needs KRW-BTC in markets (its price converts the cap)")
+        if params.mode in ("live", "dry_run"):  # a dry run reads balances with the real keys
             for venue in config.venues:
                 resolve(config, venue)  # ConfigError naming the missing variable
 
@@ -67,20 +72,23 @@ class Execution(Actor):
         self.mindex = {m: i for i, m in enumerate(cfg.markets)}
         self.clients: dict[str, VenueClient] = {}
         for venue in cfg.venues:
-            if p.mode == "live":
-                self.clients[venue.name] = make_client(cfg, venue)
+            if p.mode == "paper":
+                self.clients[venue.name] = PaperClient(
+                    venue.name, lambda v, m: self.depth.get((v, m)),
+                    p.paper_balances.get(venue.name, {}), venue.fee)
+            elif p.mode == "dry_run":
+                self.clients[venue.name] = DryRunClient(make_client(cfg, venue))
             else:
-                cls = PaperClient if p.mode == "paper" else DryRunClient
-                self.clients[venue.name] = cls(venue.name, lambda v, m: self.depth.get((v, m)),
-                                               p.paper_balances.get(venue.name, {}), venue.fee)
+                self.clients[venue.name] = make_client(cfg, venue)
         self.journal = Journal(cfg.run_dir / "journal.sqlite", p.journal_sync)
         self.executor = Executor(
             self.clients, self.journal,
             ExecutionLimits(p.max_notional_krw, p.max_inventory_krw, p.stale_after_ms,
-                            p.hedge_loss_bps, p.leg_timeout_ms, p.poll_interval_ms),
+                            p.hedge_loss_bps, p.leg_timeout_ms, p.poll_interval_ms,
+                            settle_ms=max(v.request_timeout_ms for v in cfg.venues) + 1000),
             {v.name: v.fee for v in cfg.venues}, self.publish, self._top,
             CircuitBreaker(p.breaker_failures, p.breaker_open_s),
-            KillSwitch(cfg.run_dir / "KILL"), list(cfg.markets))
+            KillSwitch(cfg.run_dir / "KILL"), list(cfg.markets), self._notional_cap)
         self.running: set[asyncio.Task[None]] = set()
         await self.executor.refresh_balances()
         started = time.monotonic()
@@ -95,6 +103,16 @@ class Execution(Actor):
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
         if isinstance(msg, DepthUpdate):
             self.depth[(msg.venue, msg.market)] = msg
+
+    def _notional_cap(self) -> float:
+        """max_notional_krw, or less: max_notional_btc at the live BTC price."""
+        cap = self.params.max_notional_krw
+        if self.params.max_notional_btc is not None:
+            prices = [t[1] for v in self.vindex if (t := self._top(v, "KRW-BTC")) is not None]
+            if not prices:
+                return 0.0  # no BTC price: no notional allowed
+            cap = min(cap, self.params.max_notional_btc * min(prices))
+        return cap
 
     def _top(self, venue: str, market: str) -> tuple[float, float, float] | None:
         top = self.table.read(self.table.slot(self.vindex[venue], self.mindex[market]))
@@ -135,6 +153,7 @@ class Execution(Actor):
         while True:
             await asyncio.sleep(self.params.balance_refresh_s)
             if not self.executor.open:
+                self.journal.checkpoint()  # off the critical path: nothing is in flight
                 await self.executor.refresh_balances()
             self.executor.publish_position()
 

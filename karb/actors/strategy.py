@@ -32,6 +32,7 @@ class StrategyParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min_edge_bps: float = 10.0
     slippage_bps: float = 5.0
     max_notional_krw: float = 2_000_000.0
+    max_notional_btc: float | None = None  # launch cap in BTC terms, at the live KRW-BTC price
     max_inventory_krw: float = 100_000_000.0  # coin value per venue and market
     cooldown_ms: int = 1000
     max_in_flight: int = 2
@@ -103,8 +104,9 @@ class Strategy(Actor):
         if opp is None:
             return
         buy_limit, sell_limit = limit_prices(opp, fee_buy, fee_sell, p.slippage_bps)
-        if opp.volume * buy_limit > p.max_notional_krw:  # execution checks it at the limit price
-            opp = dataclasses.replace(opp, volume=math.floor(p.max_notional_krw / buy_limit * 1e8) / 1e8)
+        cap = self._notional_cap()
+        if opp.volume * buy_limit > cap:  # execution checks it at the limit price
+            opp = dataclasses.replace(opp, volume=math.floor(cap / buy_limit * 1e8) / 1e8)
         decision = self._filter(market, buy_venue, sell_venue, opp.volume, buy_limit, sell_limit)
         intent_id = ""
         if decision == "sent":
@@ -140,7 +142,18 @@ class Strategy(Actor):
         held = pos.inventory.get(market, {}).get(buy_venue, 0.0)
         room = max(0.0, self.params.max_inventory_krw / asks[0][0] - held) if asks else 0.0
         return Caps(krw_buy_venue=krw * 0.99, coin_sell_venue=coins,
-                    max_notional_krw=self.params.max_notional_krw, max_volume=room)
+                    max_notional_krw=self._notional_cap(), max_volume=room)
+
+    def _notional_cap(self) -> float:
+        cap = self.params.max_notional_krw
+        if self.params.max_notional_btc is not None and "KRW-BTC" in self.mindex:
+            prices = []
+            for venue in self.venues:
+                top = self.table.read(self.table.slot(self.vindex[venue], self.mindex["KRW-BTC"]))
+                if top is not None and top.flags == VALID:
+                    prices.append(top.ask_px)
+            cap = min(cap, self.params.max_notional_btc * min(prices)) if prices else 0.0
+        return cap
 
     def _filter(self, market: str, buy_venue: str, sell_venue: str, volume: float,
                 buy_limit: float, sell_limit: float) -> str:

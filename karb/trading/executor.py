@@ -45,6 +45,9 @@ class ExecutionLimits:
     hedge_loss_bps: float
     leg_timeout_ms: int
     poll_interval_ms: int
+    # How long after a leg was journaled its POST may still reach the venue (the request
+    # timeout plus a margin): before that, "not found" proves nothing.
+    settle_ms: int = 5000
 
 
 def leg_client_id(intent_id: str, role: str) -> str:
@@ -55,8 +58,10 @@ def leg_client_id(intent_id: str, role: str) -> str:
 class Executor:
     def __init__(self, clients: dict[str, VenueClient], journal: Journal, limits: ExecutionLimits,
                  fees: dict[str, float], publish: Publish, top: TopReader,
-                 breaker: CircuitBreaker, kill: KillSwitch, markets: list[str]) -> None:
+                 breaker: CircuitBreaker, kill: KillSwitch, markets: list[str],
+                 notional_cap: Callable[[], float] | None = None) -> None:
         self.clients = clients
+        self.notional_cap = notional_cap or (lambda: limits.max_notional_krw)
         self.markets = markets
         self.journal = journal
         self.limits = limits
@@ -142,8 +147,9 @@ class Executor:
         if intent.buy_venue not in self.clients or intent.sell_venue not in self.clients:
             return "unknown venue"
         notional = intent.volume * intent.buy_limit
-        if notional > lim.max_notional_krw * 1.0001:
-            return f"notional {notional:,.0f} KRW over max_notional_krw {lim.max_notional_krw:,.0f}"
+        cap = self.notional_cap()
+        if notional > cap * 1.0001:
+            return f"notional {notional:,.0f} KRW over the cap of {cap:,.0f} KRW"
         coin = intent.market.split("-", 1)[1]
         held = self.total.get((intent.buy_venue, coin), 0.0)
         if (held + intent.volume) * intent.buy_limit > lim.max_inventory_krw:
@@ -263,12 +269,10 @@ class Executor:
             log.info("DRY RUN would send %s %s %s %.8g %s @ %.8g IOC", leg.client_id, leg.venue,
                      leg.side, leg.volume, leg.market, leg.price)
             return leg
-        leg.state = "SENT"
-        self.journal.update_leg(leg, "sending")
+        # The leg is already in the journal (PENDING, with its client id) since the intent was
+        # accepted, and reconciliation treats PENDING like SENT: nothing more is written, logged
+        # or published before the request leaves.
         trace: dict[str, int] = {}
-        self._event(leg, recv_mono=recv_mono)
-        log.info("leg %s %s %s %.8g %s @ %.8g sent", leg.client_id, leg.venue, leg.side,
-                 leg.volume, leg.market, leg.price)
         try:
             order = await client.place_limit_order(leg.market, leg.side, leg.price, leg.volume,  # type: ignore[arg-type]
                                                    leg.client_id, "ioc", trace)
@@ -282,7 +286,12 @@ class Executor:
         except (VenueUnavailable, RateLimited) as exc:
             log.warning("leg %s: no answer from %s (%s); reconciling", leg.client_id, leg.venue, exc)
             return await self.reconcile_leg(leg)
+        leg.state = "SENT"
+        leg.order_id = order.order_id
+        self.journal.update_leg(leg, "sent", {"order_id": order.order_id})
         self._event(leg, recv_mono=recv_mono, sent_mono=trace.get("sent_mono", 0))
+        log.info("leg %s %s %s %.8g %s @ %.8g sent", leg.client_id, leg.venue, leg.side,
+                 leg.volume, leg.market, leg.price)
         return await self._follow(leg, order)
 
     async def _follow(self, leg: LegRecord, order: Order) -> LegRecord:
@@ -350,6 +359,13 @@ class Executor:
             try:
                 order = await client.get_order(client_id=leg.client_id)
             except OrderNotFound:
+                age_ms = (time.time_ns() - leg.updated_ns) / 1e6 if leg.updated_ns else 1e12
+                if age_ms < self.limits.settle_ms:
+                    # A POST sent just before a crash may not have reached the venue yet.
+                    log.info("reconciling %s: not at %s yet; asking again until it is %d ms old",
+                             leg.client_id, leg.venue, self.limits.settle_ms)
+                    await asyncio.sleep(min(0.25, (self.limits.settle_ms - age_ms) / 1000))
+                    continue
                 leg.state = "NOT_SENT"
                 self.journal.update_leg(leg, "reconciled", {"state": "NOT_SENT"})
                 self._event(leg, reason="the venue never received it")

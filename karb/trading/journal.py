@@ -53,6 +53,7 @@ class LegRecord:
     executed_volume: float = 0.0
     executed_funds: float = 0.0
     fee: float = 0.0
+    updated_ns: int = 0
 
     @property
     def final(self) -> bool:
@@ -65,9 +66,17 @@ class Journal:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        # No automatic checkpoint: it would land inside an order's critical path (measured:
+        # 3 ms at p99). The owner calls checkpoint() when nothing is in flight.
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(SCHEMA)
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database; call when no intent is in flight."""
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def close(self) -> None:
+        self.checkpoint()
         self.db.close()
 
     def intent_state(self, intent_id: str) -> tuple[str, str] | None:
@@ -134,7 +143,7 @@ class Journal:
 
     def legs(self, intent_id: str | None = None, only_open: bool = False) -> list[LegRecord]:
         sql = ("SELECT client_id, intent_id, role, venue, market, side, price, volume, state, "
-               "order_id, executed_volume, executed_funds, fee FROM legs")
+               "order_id, executed_volume, executed_funds, fee, updated_ns FROM legs")
         where, args = [], []
         if intent_id is not None:
             where.append("intent_id=?")

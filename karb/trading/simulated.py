@@ -87,7 +87,41 @@ class PaperClient(VenueClient):
         pass
 
 
-class DryRunClient(PaperClient):
-    """Logs what would be sent (execution checks ``dry_run``) and never trades."""
+class DryRunClient(VenueClient):
+    """The live venue for everything that reads (balances, books, orders); execution sees
+    ``dry_run`` and logs the legs it would send instead of sending them."""
 
     dry_run = True
+
+    def __init__(self, live: VenueClient) -> None:
+        self.venue = live.venue
+        self._live = live
+
+    async def markets(self) -> list[Market]:
+        return await self._live.markets()
+
+    async def ticker(self, markets: list[str]) -> list[Ticker]:
+        return await self._live.ticker(markets)
+
+    async def orderbook(self, market: str) -> OrderBook:
+        return await self._live.orderbook(market)
+
+    async def balances(self) -> dict[str, Balance]:
+        return await self._live.balances()
+
+    async def get_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
+        return await self._live.get_order(order_id, client_id)
+
+    async def cancel_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
+        raise OrderNotFound(self.venue, "dry_run", "a dry run never has orders to cancel")
+
+    async def open_orders(self, market: str | None = None) -> list[Order]:
+        return await self._live.open_orders(market)
+
+    async def _post_order(self, market: str, side: Side, order_type: str, price: str | None,
+                          volume: str | None, client_id: str, time_in_force: TimeInForce | None,
+                          trace: dict[str, int] | None = None) -> Order:
+        raise AssertionError("a dry run never sends an order")
+
+    async def close(self) -> None:
+        await self._live.close()

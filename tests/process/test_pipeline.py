@@ -60,7 +60,8 @@ def test_sigkill_execution_between_sending_legs_and_their_answers(workdir: Path)
             pid = sup.actors()["execution"]["pid"]
             venues.dislocate("bithumb" if killed % 2 == 0 else "upbit",
                              "KRW-XRP" if killed % 2 == 0 else "KRW-ETH", 90, 2500)
-            eventually(lambda: rows(sup, "SELECT 1 FROM legs WHERE state='SENT'"), 15, 0.002,
+            # journaled legs whose requests are on their way (the venues answer after 300 ms)
+            eventually(lambda: rows(sup, "SELECT 1 FROM legs WHERE state='PENDING'"), 15, 0.002,
                        what="a leg on its way")
             time.sleep(delay_ms / 1000)
             os.kill(pid, signal.SIGKILL)
