@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -101,7 +99,7 @@ class SupervisorProc:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"supervisor still running after {timeout} s:\n{self.log()}")
+            raise AssertionError(f"supervisor still running after {timeout} s:\n{self.log()}") from None
 
     def close(self) -> None:
         """Stop the supervisor (SIGTERM, then SIGKILL) and kill whatever is left, including
@@ -143,7 +141,3 @@ def pid_gone(pid: int) -> bool:
         return proc.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def stop_signal(proc: SupervisorProc) -> None:
-    os.kill(proc.pid, signal.SIGTERM)

@@ -114,7 +114,8 @@ def bench_restart() -> dict[str, float]:
             start = time.monotonic()
             os.kill(hb.pid, signal.SIGKILL)
             old = hb.inc
-            hb = sup.wait_heartbeat(sub, "idle-b", lambda h: h.inc > old and h.state == "RUNNING")
+            hb = sup.wait_heartbeat(sub, "idle-b",
+                                    lambda h, old=old: h.inc > old and h.state == "RUNNING")
             results.append((time.monotonic() - start) * 1000)
         sub.close()
     return {"restart_to_running_ms_p50": round(statistics.median(results), 1),
@@ -133,7 +134,7 @@ def bench_hang() -> dict[str, float]:
         for _ in range(HANGS):
             time.sleep(0.6)
             hb = sup.wait_heartbeat(sub, "idle-a",
-                                    lambda h: h.inc > last_inc and h.state == "RUNNING")
+                                    lambda h, last=last_inc: h.inc > last and h.state == "RUNNING")
             last_inc = hb.inc
             # Stop right after a heartbeat so the measured delay is the whole timeout.
             start = time.monotonic()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from karb.exchanges.types import Fill, Level, Order, OrderState, Side
+from karb.exchanges.upbit.schemas import OrderFields
 
 STATES = {"wait": OrderState.OPEN, "watch": OrderState.OPEN, "done": OrderState.DONE,
           "cancel": OrderState.CANCELLED}
@@ -28,6 +29,27 @@ def split_units(units: Sequence[Unit]) -> tuple[list[Level], list[Level]]:
     return bids, asks
 
 
+def order_body(market: str, side: Side, order_type: str, price: str | None, volume: str | None,
+               client_id: str, time_in_force: str | None, type_key: str, id_key: str) -> dict[str, str]:
+    """The JSON body of an order in Upbit's grammar (Bithumb /v2 renames two keys): a limit
+    order has price and volume; a market buy (``price``) spends KRW; a market sell (``market``)
+    sells a volume. Keys go in this order, and are hashed in this order."""
+    body: dict[str, str] = {"market": market, "side": VENUE_SIDES[side]}
+    if order_type == "limit":
+        body.update(volume=volume or "", price=price or "")
+        body[type_key] = "limit"
+        if time_in_force:
+            body["time_in_force"] = time_in_force
+    elif side == "buy":
+        body["price"] = price or ""
+        body[type_key] = "price"
+    else:
+        body["volume"] = volume or ""
+        body[type_key] = "market"
+    body[id_key] = client_id
+    return body
+
+
 def ms_or_us_to_ns(ts: int) -> int:
     """Venue timestamps come in ms, or μs (Bithumb's WebSocket, 16 digits): both to ns."""
     return ts * 1_000 if ts > 10**14 else ts * 1_000_000
@@ -37,19 +59,14 @@ def _f(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def order_from_wire(venue: str, o: object, client_id: str | None) -> Order:
+def order_from_wire(venue: str, o: OrderFields, client_id: str | None) -> Order:
     """An Upbit-shaped order (Upbit, Bithumb /v1) in our terms."""
-    trades = getattr(o, "trades", [])
-    fills = [Fill(t.uuid, float(t.price), float(t.volume), float(t.funds)) for t in trades]
-    executed_funds = _f(getattr(o, "executed_funds", None))
+    fills = [Fill(t.uuid, float(t.price), float(t.volume), float(t.funds)) for t in o.trades]
+    executed_funds = _f(o.executed_funds)
     if executed_funds is None:
         executed_funds = sum(f.funds for f in fills)
-    ord_type = getattr(o, "ord_type")
-    return Order(venue=venue, order_id=getattr(o, "uuid"), client_id=client_id,
-                 market=getattr(o, "market"), side=SIDES[getattr(o, "side")],
-                 order_type="limit" if ord_type == "limit" else "market",
-                 price=_f(getattr(o, "price")), volume=_f(getattr(o, "volume")),
-                 state=STATES[getattr(o, "state")],
-                 executed_volume=float(getattr(o, "executed_volume") or 0),
-                 executed_funds=executed_funds, paid_fee=float(getattr(o, "paid_fee") or 0),
-                 time_in_force=getattr(o, "time_in_force", None), fills=fills)
+    return Order(venue=venue, order_id=o.uuid, client_id=client_id, market=o.market,
+                 side=SIDES[o.side], order_type="limit" if o.ord_type == "limit" else "market",
+                 price=_f(o.price), volume=_f(o.volume), state=STATES[o.state],
+                 executed_volume=float(o.executed_volume or 0), executed_funds=executed_funds,
+                 paid_fee=float(o.paid_fee or 0), time_in_force=o.time_in_force, fills=fills)

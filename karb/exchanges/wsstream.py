@@ -56,8 +56,8 @@ class BookProtocol(ABC):
     def subscription(self, markets: list[str]) -> list[str]:
         """Text frames to send after each connect, covering every market."""
 
-    async def on_connected(self, markets: list[str], emit: BookHandler) -> None:
-        """After subscribing (the legacy feed loads REST snapshots here)."""
+    async def on_connected(self, markets: list[str], emit: BookHandler) -> None:  # noqa: B027
+        """After subscribing (the legacy feed loads REST snapshots here); nothing by default."""
 
     @abstractmethod
     def parse(self, data: bytes, ts_init: int) -> list[OrderBook]:

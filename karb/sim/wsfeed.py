@@ -23,7 +23,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from karb.sim.engine import Account, Fill, Order, VenueError
-from karb.sim.venue import VenueState, num
+from karb.sim.venue import VenueState
 
 OUTBOX_LIMIT = 10_000
 _JSON = msgspec.json.Encoder()

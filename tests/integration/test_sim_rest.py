@@ -8,7 +8,7 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.integration.simkit import (ACCESS, body_query, private_get, private_post, query_string,
+from tests.integration.simkit import (private_get, private_post, query_string,
                                       running_sim, token)
 
 

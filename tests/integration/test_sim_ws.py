@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.simkit import ACCESS, private_post, running_sim, token
+from tests.integration.simkit import private_post, running_sim, token
 
 DEADLINE = 5.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from karb.exchanges.upbit.schemas import (UpbitAccount, UpbitOrderbook, UpbitTicker, UpbitTrade,
+from karb.exchanges.upbit.schemas import (OrderFields, UpbitAccount, UpbitOrderbook, UpbitTicker,
                                           UpbitUnit)
 
 BithumbAccount = UpbitAccount
@@ -20,20 +20,8 @@ class BithumbMarket(msgspec.Struct, gc=False):
     market_warning: str = "NONE"
 
 
-class BithumbOrder(msgspec.Struct, gc=False):
-    uuid: str
-    side: str
-    ord_type: str
-    state: str
-    market: str
-    price: str | None = None
-    volume: str | None = None
-    executed_volume: str = "0"
-    executed_funds: str | None = None
-    paid_fee: str = "0"
-    time_in_force: str | None = None
+class BithumbOrder(OrderFields, gc=False):
     client_order_id: str | None = None
-    trades: list[UpbitTrade] = []
 
 
 class BithumbOrderCreated(msgspec.Struct, gc=False):

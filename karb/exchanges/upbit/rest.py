@@ -68,16 +68,8 @@ class UpbitClient(VenueClient):
     async def _post_order(self, market: str, side: Side, order_type: str, price: str | None,
                           volume: str | None, client_id: str, time_in_force: TimeInForce | None,
                           trace: dict[str, int] | None = None) -> Order:
-        body: dict[str, str] = {"market": market, "side": books.VENUE_SIDES[side]}
-        if order_type == "limit":
-            body.update(volume=volume, price=price, ord_type="limit")  # type: ignore[arg-type]
-            if time_in_force:
-                body["time_in_force"] = time_in_force
-        elif side == "buy":
-            body.update(price=price, ord_type="price")  # type: ignore[arg-type]
-        else:
-            body.update(volume=volume, ord_type="market")  # type: ignore[arg-type]
-        body["identifier"] = client_id
+        body = books.order_body(market, side, order_type, price, volume, client_id,
+                                time_in_force, "ord_type", "identifier")
         wire = await self.transport.request("POST", "/v1/orders", "order", UpbitOrder, body=body,
                                             sign=self._sign,
                                             hash_source=auth.body_hash_source(body), safe=False,

@@ -51,7 +51,9 @@ class UpbitTrade(msgspec.Struct, gc=False):
     funds: str
 
 
-class UpbitOrder(msgspec.Struct, gc=False):
+class OrderFields(msgspec.Struct, gc=False):
+    """An order as Upbit prints it; Bithumb's /v1 prints the same with its own client-id key."""
+
     uuid: str
     side: str
     ord_type: str
@@ -63,8 +65,11 @@ class UpbitOrder(msgspec.Struct, gc=False):
     executed_funds: str | None = None
     paid_fee: str = "0"
     time_in_force: str | None = None
-    identifier: str | None = None
     trades: list[UpbitTrade] = []
+
+
+class UpbitOrder(OrderFields, gc=False):
+    identifier: str | None = None
 
 
 # WebSocket order book, DEFAULT format.
