@@ -337,7 +337,7 @@ def bench_sim_ws() -> dict[str, float]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return {"sim_ws_msgs_per_s": round(frames / 3.0), "sim_cpu_percent": round(cpu, 1)}
+    return {"sim_ws_msgs_per_s": round(frames / 3.0), "sim_ws_cpu_percent": round(cpu, 1)}
 
 
 def _free_port() -> int:
