@@ -140,12 +140,14 @@ class Execution(Actor):
                     continue
                 fresh = intent.intent_id not in self.executor.answers and \
                     self.journal.intent_state(intent.intent_id) is None
-                ack = self.executor.accept(intent)
-                await sock.send(encode(ack))
+                ack = self.executor.accept(intent)  # risk checks and the journal write
                 if ack.accepted and fresh:
+                    # The legs start while the answer is on its way: it still precedes their
+                    # completion, and the journal already holds them.
                     task = self.spawn(self.executor.run(intent), name=intent.intent_id)
                     self.running.add(task)
                     task.add_done_callback(self.running.discard)
+                await sock.send(encode(ack))
         finally:
             sock.close(linger=0)
 

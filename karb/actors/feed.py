@@ -21,6 +21,13 @@ from karb.messages import BookUpdate
 
 class FeedParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     venue: str
+    # Levels to subscribe to (Upbit's .N suffix: 1, 5, 15 or 30; Bithumb sends at most 15).
+    # Fewer levels are cheaper for every process downstream; the strategy walks at most ten.
+    depth: int = 15
+
+    def __post_init__(self) -> None:
+        if self.depth not in (1, 5, 15, 30):
+            raise ValueError("depth must be 1, 5, 15 or 30")
 
 
 class Feed(Actor):
@@ -40,7 +47,7 @@ class Feed(Actor):
         self.started_mono = time.monotonic_ns()
         self.last_mono: dict[str, int] = {}
         self.stale: set[str] = set()
-        self.stream = make_book_stream(self.venue, self.markets, self._on_book)
+        self.stream = make_book_stream(self.venue, self.markets, self._on_book, self.params.depth)
         self.spawn(self.stream.run(), name="stream")
 
     def _on_book(self, book: OrderBook) -> None:

@@ -19,14 +19,15 @@ def make_client(config: Config, venue: VenueConfig, with_keys: bool = True) -> V
     return cls(venue.rest_url, creds, venue.request_timeout_ms)
 
 
-def book_protocol(venue: VenueConfig) -> BookProtocol:
+def book_protocol(venue: VenueConfig, depth: int = 30) -> BookProtocol:
     if venue.name == "upbit":
-        return UpbitBookProtocol()
+        return UpbitBookProtocol(depth=depth)
     if venue.api == "legacy":
         return LegacyBookProtocol(venue.rest_url)
     return BithumbBookProtocol()
 
 
-def make_book_stream(venue: VenueConfig, markets: list[str], on_book: BookHandler) -> BookStream:
-    return BookStream(book_protocol(venue), venue.ws_url, markets, on_book,
+def make_book_stream(venue: VenueConfig, markets: list[str], on_book: BookHandler,
+                     depth: int = 30) -> BookStream:
+    return BookStream(book_protocol(venue, depth), venue.ws_url, markets, on_book,
                       stale_after_ms=venue.stale_after_ms)

@@ -76,6 +76,7 @@ class Executor:
         self.total: dict[tuple[str, str], float] = {}
         self.halted: set[str] = set()
         self.open: dict[str, Intent] = {}
+        self.pending_legs: dict[str, list[LegRecord]] = {}  # journaled at accept, for run()
         self.answers: dict[str, IntentAck] = {}
 
     # -- balances --------------------------------------------------------------------------------
@@ -131,6 +132,7 @@ class Executor:
                               intent.volume, "PENDING")]
             self.journal.open_intent(intent, legs)
             self.open[intent.intent_id] = intent
+            self.pending_legs[intent.intent_id] = legs
             ack = IntentAck(intent_id=intent.intent_id, accepted=True)
             log.info("risk check PASS %s %s buy %s @ %.8g sell %s @ %.8g size %.8g",
                      intent.intent_id, intent.market, intent.buy_venue, intent.buy_limit,
@@ -179,7 +181,7 @@ class Executor:
     # -- running ------------------------------------------------------------------------------------
 
     async def run(self, intent: Intent) -> None:
-        legs = self.journal.legs(intent.intent_id)
+        legs = self.pending_legs.pop(intent.intent_id, None) or self.journal.legs(intent.intent_id)
         try:
             done = await asyncio.gather(*(self._run_leg(leg, intent.recv_mono) for leg in legs))
             await self._finish(intent.intent_id, intent.market, list(done))
