@@ -71,7 +71,7 @@ class Actor:
         self.stop_reason = ""
         self.loop_lag_us = 0
         self._stop_event: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()  # live ones only: cancelled at stop
         self._tg: asyncio.TaskGroup | None = None
         self._pub: bus.Publisher | None = None
         self._sub: bus.Subscriber | None = None
@@ -120,7 +120,8 @@ class Actor:
         """Run ``coro`` in the actor's TaskGroup: its failure ends the actor, never silently."""
         assert self._tg is not None, "spawn() outside the actor's TaskGroup"
         task = self._tg.create_task(coro, name=name)
-        self._tasks.append(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return task
 
     def request_stop(self, reason: str) -> None:
@@ -166,7 +167,7 @@ class Actor:
                 self.state = "STOPPING"
                 self._send_heartbeat()
                 await self.on_stop()
-                for task in self._tasks:
+                for task in list(self._tasks):
                     task.cancel()
         finally:
             self._close_sockets(loop)

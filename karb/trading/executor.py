@@ -33,6 +33,7 @@ from karb.trading.risk import CircuitBreaker, KillSwitch, Reservations
 log = logging.getLogger("karb.execution")
 
 Publish = Callable[[bytes, Msg], None]
+ANSWERS_KEPT = 10_000
 # (venue, market) → (bid, ask, age in ms) from shared memory, or None when unreadable
 TopReader = Callable[[str, str], tuple[float, float, float] | None]
 
@@ -138,6 +139,8 @@ class Executor:
                      intent.intent_id, intent.market, intent.buy_venue, intent.buy_limit,
                      intent.sell_venue, intent.sell_limit, intent.volume)
         self.answers[intent.intent_id] = ack
+        if len(self.answers) > ANSWERS_KEPT:  # older ids are answered from the journal
+            del self.answers[next(iter(self.answers))]
         return ack
 
     def _risk(self, intent: Intent) -> str | None:
