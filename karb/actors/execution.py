@@ -4,7 +4,7 @@ Start: open the journal, fetch balances, reconcile every leg the journal left op
 bind the intent socket and report RUNNING, so no intent is accepted before the past is settled.
 Intents arrive on a REP socket (answered after risk checks and the journal write, before the
 legs complete). ``kill`` / ``resume`` control commands and a ``KILL`` file in the run dir stop
-and restart trading. Modes: ``live`` (the venues), ``paper`` (fills against the live book with
+and restart trading; ``unhalt <market>`` lifts a halt (halts survive restarts). Modes: ``live`` (the venues), ``paper`` (fills against the live book with
 simulated balances), ``dry_run`` (real balances and books, logs the orders it would send). Stops last, after its legs finish.
 """
 
@@ -91,10 +91,15 @@ class Execution(Actor):
             KillSwitch(cfg.run_dir / "KILL"), list(cfg.markets), self._notional_cap)
         self.running: set[asyncio.Task[None]] = set()
         await self.executor.refresh_balances()
+        if p.mode != "paper" and cfg.markets:
+            await self.executor.check_fees(cfg.markets[0])
         started = time.monotonic()
         legs = await self.executor.reconcile()
         self.log.info("mode %s; journal replayed: %d open legs reconciled in %.0f ms", p.mode,
                       legs, (time.monotonic() - started) * 1000)
+        for market, reason in self.journal.halted().items():
+            self.log.warning("%s stays halted (%s); 'unhalt %s' to trade it again", market,
+                             reason, market)
         self.executor.publish_position()
         self.spawn(self._serve_intents(), name="intents")
         self.spawn(self._refresh(), name="balances")
@@ -190,6 +195,13 @@ class Execution(Actor):
             self.executor.kill.commanded = False
             self.log.warning("kill switch released by command")
             return "trading resumed"
+        if cmd.startswith("unhalt "):
+            market = cmd.split(" ", 1)[1]
+            self.executor.halted.discard(market)
+            if not self.journal.unhalt(market):
+                raise ValueError(f"{market} is not halted")
+            self.log.warning("%s unhalted by command", market)
+            return f"{market} unhalted"
         return super().on_command(cmd)
 
     def heartbeat_extra(self) -> dict[str, float]:

@@ -61,6 +61,10 @@ class VenueClient(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    async def taker_fee(self, market: str) -> float | None:
+        """The account's real taker fee on ``market`` (orders/chance), None if unknown."""
+        return None
+
     @abstractmethod
     async def _post_order(self, market: str, side: Side, order_type: str, price: str | None,
                           volume: str | None, client_id: str, time_in_force: TimeInForce | None,

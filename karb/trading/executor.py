@@ -75,7 +75,7 @@ class Executor:
         self.ledger = Ledger()
         self.free: dict[tuple[str, str], float] = {}
         self.total: dict[tuple[str, str], float] = {}
-        self.halted: set[str] = set()
+        self.halted: set[str] = set(journal.halted())  # halts survive restarts
         self.open: dict[str, Intent] = {}
         self.pending_legs: dict[str, list[LegRecord]] = {}  # journaled at accept, for run()
         self.answers: dict[str, IntentAck] = {}
@@ -107,6 +107,26 @@ class Executor:
             pnl_total_krw=self.ledger.total, intents_done=self.ledger.intents_done,
             fills=self.ledger.fills, halted=sorted(self.halted), open_intents=sorted(self.open),
             ts_event=now, ts_init=now))
+
+    async def check_fees(self, market: str) -> list[str]:
+        """Compare the configured taker fees with what each venue charges this account. The
+        strategy prices every edge with the configured ones: understated, it would trade at a
+        loss. Returns the problems (and engages the kill switch if there are any)."""
+        problems = []
+        for venue, client in self.clients.items():
+            try:
+                real = await client.taker_fee(market)
+            except VenueError as exc:
+                log.warning("%s fee not checked: %s", venue, exc)
+                continue
+            if real is not None and self.fees[venue] + 1e-9 < real:
+                problems.append(f"venues[{venue}].taker_fee is {self.fees[venue]:g} but the account "
+                                f"pays {real:g} (orders/chance): fix the config")
+        for problem in problems:
+            log.critical("%s; kill switch engaged, no trading", problem)
+        if problems:
+            self.kill.commanded = True
+        return problems
 
     # -- accepting ----------------------------------------------------------------------------------
 
@@ -260,6 +280,7 @@ class Executor:
 
     def _halt(self, market: str, text: str) -> None:
         self.halted.add(market)
+        self.journal.halt(market, text)
         log.critical("HALT %s: %s", market, text)
         now = time.time_ns()
         self.publish(topics.ALERT, Alert(level="critical", market=market, text=text,

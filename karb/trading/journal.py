@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, intent_id TEXT NOT NULL,
     client_id TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS legs_intent ON legs(intent_id);
+CREATE TABLE IF NOT EXISTS halts (
+    market TEXT PRIMARY KEY, reason TEXT NOT NULL, ts_ns INTEGER NOT NULL);
 """
 
 
@@ -140,6 +142,16 @@ class Journal:
     def _event(self, intent_id: str, client_id: str, kind: str, detail: dict[str, Any], now: int) -> None:
         self.db.execute("INSERT INTO events (ts_ns, intent_id, client_id, kind, detail) "
                         "VALUES (?,?,?,?,?)", (now, intent_id, client_id, kind, json.dumps(detail)))
+
+    def halt(self, market: str, reason: str) -> None:
+        """A halted market stays halted across restarts, until unhalt()."""
+        self.db.execute("INSERT OR REPLACE INTO halts VALUES (?,?,?)", (market, reason, time.time_ns()))
+
+    def unhalt(self, market: str) -> bool:
+        return self.db.execute("DELETE FROM halts WHERE market=?", (market,)).rowcount > 0
+
+    def halted(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT market, reason FROM halts").fetchall())
 
     def legs(self, intent_id: str | None = None, only_open: bool = False) -> list[LegRecord]:
         sql = ("SELECT client_id, intent_id, role, venue, market, side, price, volume, state, "

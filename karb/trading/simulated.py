@@ -109,6 +109,9 @@ class DryRunClient(VenueClient):
     async def balances(self) -> dict[str, Balance]:
         return await self._live.balances()
 
+    async def taker_fee(self, market: str) -> float | None:
+        return await self._live.taker_fee(market)
+
     async def get_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
         return await self._live.get_order(order_id, client_id)
 

@@ -54,3 +54,19 @@ def test_dry_run_logs_what_it_would_send(workdir: Path) -> None:
         venues.dislocate("bithumb", "KRW-ETH", 90, 1500)
         eventually(lambda: "DRY RUN would send" in sup.log(), 15, what="a dry-run leg")
         assert venues.orders() == {"upbit": [], "bithumb": []}
+
+
+def test_an_understated_fee_stops_trading_before_it_starts(workdir: Path) -> None:
+    config = pipeline_config(workdir, ["KRW-ETH"])
+    cfg = yaml.safe_load(config.read_text())
+    cfg["venues"][1]["taker_fee"] = 0.0001  # the simulated Bithumb charges 0.0004
+    config.write_text(yaml.safe_dump(cfg))
+    with SupervisorProc(config) as sup:
+        sup.wait_running(30)
+        log = sup.log()
+        assert "venues[bithumb].taker_fee is 0.0001 but the account pays 0.0004" in log
+        assert "CRITICAL" in log
+        Venues(sup).dislocate("bithumb", "KRW-ETH", 90, 1500)
+        eventually(lambda: rows(sup, "SELECT 1 FROM intents WHERE state='REJECTED' "
+                                "AND reason='kill switch engaged'"), 15, what="intents refused")
+        assert not rows(sup, "SELECT 1 FROM intents WHERE state='DONE'")

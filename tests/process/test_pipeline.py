@@ -3,12 +3,19 @@ processes are killed at the worst moments."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+import zmq.asyncio
+
+from karb.bus import LazyPirateClient, control_endpoint
+from karb.config import load_config
+from karb.messages import ControlReply, ControlRequest
 
 from tests.process.pipeline import Venues, assert_money_agrees, pipeline_config, quiesce, rows
 from tests.support import SupervisorProc, eventually
@@ -155,3 +162,34 @@ def test_an_unhedgeable_leg_halts_the_market_with_an_alert(workdir: Path) -> Non
         assert not rows(sup, "SELECT 1 FROM intents WHERE market='KRW-ETH' AND state='DONE' "
                         "AND created_ns > (SELECT MAX(created_ns) FROM legs l JOIN intents i "
                         "USING (intent_id) WHERE l.role='hedge')")
+        # the halt survives a restart of execution
+        pid = sup.actors()["execution"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        eventually(lambda: sup.actors()["execution"]["state"] == "RUNNING"
+                   and sup.actors()["execution"]["pid"] != pid, 20, what="execution back")
+        assert "KRW-ETH stays halted" in sup.log()
+        reply = control(sup, "execution", "unhalt KRW-ETH")
+        assert reply.ok and reply.detail == "KRW-ETH unhalted"
+        assert not control(sup, "execution", "unhalt KRW-ETH").ok  # nothing left to lift
+        venues.dislocate("bithumb", "KRW-ETH", 90, 1500)
+        eventually(lambda: rows(sup, "SELECT 1 FROM intents WHERE market='KRW-ETH' AND state='DONE'"),
+                   20, what="KRW-ETH trading again")
+
+
+def control(sup: SupervisorProc, actor: str, cmd: str) -> ControlReply:
+    """Send one control command to an actor over its REP socket (Lazy Pirate)."""
+    config = load_config(sup.config)
+
+    async def ask() -> ControlReply:
+        actx = zmq.asyncio.Context()
+        client = LazyPirateClient(actx, control_endpoint(config, actor), timeout_ms=2000)
+        try:
+            req_id = uuid.uuid4().hex  # a new request; a repeated id would get the first answer
+            reply = await client.request(ControlRequest(req_id=req_id, cmd=cmd), req_id)
+            assert isinstance(reply, ControlReply)
+            return reply
+        finally:
+            client.close()
+            actx.destroy(linger=0)
+
+    return asyncio.run(ask())

@@ -117,5 +117,9 @@ class BithumbClient(VenueClient):
         rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
         return [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
 
+    async def taker_fee(self, market: str) -> float | None:
+        chance = await self._private("GET", "/v1/orders/chance", [("market", market)], BithumbChance)
+        return max(float(chance.bid_fee), float(chance.ask_fee))  # type: ignore[attr-defined]
+
     async def close(self) -> None:
         await self.transport.close()

@@ -12,8 +12,8 @@ from karb.exchanges.ratelimit import UPBIT_GROUPS, RateLimiter
 from karb.exchanges.transport import Params, RestTransport
 from karb.exchanges.types import Balance, Market, Order, OrderBook, Side, Ticker, TimeInForce
 from karb.exchanges.upbit import auth
-from karb.exchanges.upbit.schemas import (UpbitAccount, UpbitMarket, UpbitOrder, UpbitOrderbook,
-                                          UpbitTicker)
+from karb.exchanges.upbit.schemas import (UpbitAccount, UpbitChance, UpbitMarket, UpbitOrder,
+                                          UpbitOrderbook, UpbitTicker)
 
 VENUE = "upbit"
 
@@ -97,6 +97,10 @@ class UpbitClient(VenueClient):
         params += [("states[]", "wait"), ("states[]", "watch")]
         rows = await self._private_get("/v1/orders/open", params, list[UpbitOrder])
         return [books.order_from_wire(VENUE, r, r.identifier) for r in rows]  # type: ignore[attr-defined]
+
+    async def taker_fee(self, market: str) -> float | None:
+        chance = await self._private_get("/v1/orders/chance", [("market", market)], UpbitChance)
+        return max(float(chance.bid_fee), float(chance.ask_fee))  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         await self.transport.close()

@@ -96,3 +96,8 @@ class UpbitWsOrderbookSimple(msgspec.Struct, gc=False,
     code: str
     timestamp: int
     orderbook_units: list[UpbitSimpleUnit]
+
+
+class UpbitChance(msgspec.Struct, gc=False):
+    bid_fee: str
+    ask_fee: str
