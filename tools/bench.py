@@ -11,16 +11,19 @@ baseline measured in the same run (``bus_hop_raw_pyzmq_us_p50`` next to ``bus_ho
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
 import signal
+import socket
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,14 +31,19 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 import yaml  # noqa: E402
 import zmq  # noqa: E402
 
 from karb import bus, topics  # noqa: E402
-from karb.config import load_config  # noqa: E402
-from karb.messages import Heartbeat, ProbeReport  # noqa: E402
+from karb.config import SimConfig, load_config  # noqa: E402
+from karb.exchanges.upbit.ws import parse_orderbook  # noqa: E402
+from karb.messages import Heartbeat, OrderEvent, ProbeReport, TopOfBookUpdate  # noqa: E402
 from karb.shm import VALID, TopOfBookTable, segment_path  # noqa: E402
+from karb.sim.market import MarketModel  # noqa: E402
+from karb.sim.venue import VenueState  # noqa: E402
+from karb.sim.wsfeed import Session, orderbook_frame  # noqa: E402
 
 HOP_SAMPLES = 4000
 HOP_INTERVAL_US = 1000
@@ -244,10 +252,6 @@ def bench_shm() -> dict[str, float]:
 
 def _upbit_frames(simple: bool) -> list[bytes]:
     """30-level order-book frames exactly as the simulator sends them, 10 markets."""
-    from karb.config import SimConfig
-    from karb.sim.market import MarketModel
-    from karb.sim.venue import VenueState
-    from karb.sim.wsfeed import Session, orderbook_frame
 
     markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
                "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
@@ -272,14 +276,12 @@ def _per_call_us(fn: Callable[[bytes], object], frames: list[bytes], rounds: int
 def bench_parse() -> dict[str, float]:
     """One 30-level Upbit order-book frame → our normalised book, against stdlib json + dict
     access doing the same (split into bids/asks, padding dropped), same frames, same run."""
-    import json as jsonlib
 
-    from karb.exchanges.upbit.ws import parse_orderbook
 
     default, simple = _upbit_frames(False), _upbit_frames(True)
 
     def baseline(data: bytes) -> object:
-        frame = jsonlib.loads(data)
+        frame = json.loads(data)
         units = frame["orderbook_units"]
         bids = [(u["bid_price"], u["bid_size"]) for u in units if u["bid_size"] > 0]
         asks = [(u["ask_price"], u["ask_size"]) for u in units if u["ask_size"] > 0]
@@ -297,10 +299,7 @@ def bench_parse() -> dict[str, float]:
 def bench_sim_ws() -> dict[str, float]:
     """Order-book frames/s from the simulator (its own process, one core at most) to one
     WebSocket subscriber of 10 markets, with the model stepping as fast as it can."""
-    import asyncio
-    import json as jsonlib
 
-    import aiohttp
 
     markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
                "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
@@ -319,7 +318,7 @@ def bench_sim_ws() -> dict[str, float]:
 
         async def count(seconds: float) -> tuple[int, float]:
             async with aiohttp.ClientSession() as s, s.ws_connect(ws_url, max_msg_size=0) as ws:
-                await ws.send_str(jsonlib.dumps([{"ticket": "bench"},
+                await ws.send_str(json.dumps([{"ticket": "bench"},
                                                  {"type": "orderbook", "codes": markets}]))
                 for _ in range(200):  # warm up
                     await ws.receive()
@@ -341,7 +340,6 @@ def bench_sim_ws() -> dict[str, float]:
 
 
 def _free_port() -> int:
-    import socket
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -351,8 +349,6 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
     """The whole pipeline on 10 markets with the simulator streaming and a window opening
     every ~1.5 s: book update and tick-to-trade latencies from the bus, RSS and CPU of the
     actors from the status API (the simulator is reported apart: it stands in for the venues)."""
-    import json as jsonlib
-    import urllib.request
 
     markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
                "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
@@ -387,7 +383,7 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
         def status() -> dict[str, Any]:
             url = f"http://127.0.0.1:{status_port}/api/status"
             with urllib.request.urlopen(url, timeout=2) as resp:
-                return jsonlib.load(resp)
+                return json.load(resp)
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -400,7 +396,6 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
         sub = bus.Subscriber(ctx, config.bus, lambda t, m: None)
         sub.connect([bus.pub_endpoint(config, "book"), bus.pub_endpoint(config, "execution")])
         sub.subscribe([topics.TOP_OF_BOOK, topics.ORDER])
-        from karb.messages import OrderEvent, TopOfBookUpdate
         end = time.monotonic() + seconds
         next_window, k = time.monotonic() + 1.0, 0
         stats_sample: dict[str, Any] = {}
@@ -408,7 +403,7 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
             now = time.monotonic()
             if now >= next_window:  # open a window on a rotating market and venue
                 venue, port = (("bithumb", bt), ("upbit", up))[k % 2]
-                body = jsonlib.dumps({"market": markets[k % len(markets)], "bps": 90,
+                body = json.dumps({"market": markets[k % len(markets)], "bps": 90,
                                       "duration_ms": 800}).encode()
                 req = urllib.request.Request(f"http://127.0.0.1:{port}/_sim/dislocate", data=body,
                                              method="POST")

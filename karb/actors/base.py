@@ -20,7 +20,6 @@ import select
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Coroutine, Iterable
 from typing import Any, ClassVar
 
@@ -273,10 +272,6 @@ class Actor:
             self._pub.close()
         if self.ctx is not None:
             self.ctx.destroy(linger=0)
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _die_with_parent() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 from aiohttp import web
 
 from karb.config import SimConfig, SimVenueConfig
@@ -192,7 +193,7 @@ def _rate_check(state: VenueState, request: web.Request) -> Any:
 
 
 def _access_key(request: web.Request) -> str | None:
-    import jwt
+    """The access key a request claims (unverified): Upbit limits most groups per account."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -281,7 +282,6 @@ def my_asset_frame(state: VenueState, account: Account, currencies: list[str]) -
 
 
 def _utc(ms: int, fmt: str) -> str:
-    import time
     return time.strftime(fmt, time.gmtime(ms / 1000))
 
 
