@@ -25,8 +25,9 @@ from karb.exchanges.credentials import resolve
 from karb.exchanges.registry import make_client
 from karb.messages import BusMessage, DepthUpdate, Intent, IntentAck, decode, encode
 from karb.shm import VALID, TopOfBookTable, segment_path
-from karb.trading.executor import ExecutionLimits, Executor
+from karb.trading.executor import Executor
 from karb.trading.journal import Journal
+from karb.trading.limits import ExecutionLimits
 from karb.trading.risk import CircuitBreaker, KillSwitch
 from karb.trading.simulated import DryRunClient, PaperClient
 

@@ -17,16 +17,15 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from karb import topics
 from karb.exchanges.client import VenueClient
-from karb.exchanges.errors import (AuthError, InsufficientFunds, InvalidOrder, OrderNotFound,
-                                   RateLimited, VenueError, VenueUnavailable)
-from karb.exchanges.types import Order, OrderState
-from karb.messages import Alert, FillEvent, Intent, IntentAck, Msg, OrderEvent, Position
+from karb.exchanges.errors import (VenueError)
+from karb.messages import Alert, Intent, IntentAck, Msg, Position
 from karb.trading.arb import MIN_ORDER_KRW
 from karb.trading.journal import Journal, LegRecord
+from karb.trading.legs import LegRunner
+from karb.trading.limits import ExecutionLimits
 from karb.trading.ledger import Ledger, coin_imbalance, intent_pnl
 from karb.trading.risk import CircuitBreaker, KillSwitch, Reservations
 
@@ -36,19 +35,6 @@ Publish = Callable[[bytes, Msg], None]
 ANSWERS_KEPT = 10_000
 # (venue, market) → (bid, ask, age in ms) from shared memory, or None when unreadable
 TopReader = Callable[[str, str], tuple[float, float, float] | None]
-
-
-@dataclass(frozen=True)
-class ExecutionLimits:
-    max_notional_krw: float
-    max_inventory_krw: float
-    stale_after_ms: int
-    hedge_loss_bps: float
-    leg_timeout_ms: int
-    poll_interval_ms: int
-    # How long after a leg was journaled its POST may still reach the venue (the request
-    # timeout plus a margin): before that, "not found" proves nothing.
-    settle_ms: int = 5000
 
 
 def leg_client_id(intent_id: str, role: str) -> str:
@@ -79,6 +65,7 @@ class Executor:
         self.open: dict[str, Intent] = {}
         self.pending_legs: dict[str, list[LegRecord]] = {}  # journaled at accept, for run()
         self.answers: dict[str, IntentAck] = {}
+        self.legs = LegRunner(clients, journal, limits, publish, self.ledger)
 
     # -- balances --------------------------------------------------------------------------------
 
@@ -206,7 +193,7 @@ class Executor:
     async def run(self, intent: Intent) -> None:
         legs = self.pending_legs.pop(intent.intent_id, None) or self.journal.legs(intent.intent_id)
         try:
-            done = await asyncio.gather(*(self._run_leg(leg, intent.recv_mono) for leg in legs))
+            done = await asyncio.gather(*(self.legs.run(leg, intent.recv_mono) for leg in legs))
             await self._finish(intent.intent_id, intent.market, list(done))
         finally:
             self.reservations.release(intent.intent_id)
@@ -254,7 +241,7 @@ class Executor:
         self.journal.add_leg(hedge)
         log.warning("%s: hedging %s %.8g %s on %s at limit %.8g", intent_id, side, volume,
                     market, venue, limit)
-        done = await self._run_leg(hedge, 0)
+        done = await self.legs.run(hedge, 0)
         legs = legs + [done]
         left = coin_imbalance(legs)
         if left != 0 and abs(left) * price >= MIN_ORDER_KRW:
@@ -286,131 +273,13 @@ class Executor:
         self.publish(topics.ALERT, Alert(level="critical", market=market, text=text,
                                          ts_event=now, ts_init=now))
 
-    async def _run_leg(self, leg: LegRecord, recv_mono: int) -> LegRecord:
-        client = self.clients[leg.venue]
-        if getattr(client, "dry_run", False):
-            leg.state = "DRY_RUN"
-            self.journal.update_leg(leg, "dry_run")
-            self._event(leg, reason="dry run: not sent", recv_mono=recv_mono)
-            log.info("DRY RUN would send %s %s %s %.8g %s @ %.8g IOC", leg.client_id, leg.venue,
-                     leg.side, leg.volume, leg.market, leg.price)
-            return leg
-        # The leg is already in the journal (PENDING, with its client id) since the intent was
-        # accepted, and reconciliation treats PENDING like SENT: nothing more is written, logged
-        # or published before the request leaves.
-        trace: dict[str, int] = {}
-        try:
-            order = await client.place_limit_order(leg.market, leg.side, leg.price, leg.volume,  # type: ignore[arg-type]
-                                                   leg.client_id, "ioc", trace)
-        except (InvalidOrder, InsufficientFunds, AuthError) as exc:
-            leg.state = "REJECTED"
-            self.journal.update_leg(leg, "rejected", {"error": exc.name, "message": exc.message})
-            self._event(leg, reason=f"{exc.name}: {exc.message}", recv_mono=recv_mono,
-                        sent_mono=trace.get("sent_mono", 0))
-            log.warning("leg %s rejected by %s: %s", leg.client_id, leg.venue, exc)
-            return leg
-        except (VenueUnavailable, RateLimited) as exc:
-            log.warning("leg %s: no answer from %s (%s); reconciling", leg.client_id, leg.venue, exc)
-            return await self.reconcile_leg(leg)
-        leg.state = "SENT"
-        leg.order_id = order.order_id
-        self.journal.update_leg(leg, "sent", {"order_id": order.order_id})
-        self._event(leg, recv_mono=recv_mono, sent_mono=trace.get("sent_mono", 0))
-        log.info("leg %s %s %s %.8g %s @ %.8g sent", leg.client_id, leg.venue, leg.side,
-                 leg.volume, leg.market, leg.price)
-        return await self._follow(leg, order)
-
-    async def _follow(self, leg: LegRecord, order: Order) -> LegRecord:
-        """Poll an order until it is final (an IOC should be at once); cancel what lingers."""
-        client = self.clients[leg.venue]
-        deadline = time.monotonic() + self.limits.leg_timeout_ms / 1000
-        polls = 0
-        while not (order.state.final and order.complete):
-            if time.monotonic() > deadline:
-                try:
-                    order = await client.cancel_order(order_id=order.order_id)
-                except OrderNotFound:
-                    pass
-                deadline = float("inf")
-            if polls:  # the first look is at once: an IOC is usually final already
-                await asyncio.sleep(self.limits.poll_interval_ms / 1000)
-            polls += 1
-            try:
-                order = await client.get_order(order_id=order.order_id)
-            except (VenueUnavailable, RateLimited):
-                continue
-        self._apply(leg, order)
-        return leg
-
-    def _apply(self, leg: LegRecord, order: Order) -> None:
-        known = leg.executed_volume
-        leg.order_id = order.order_id
-        leg.executed_volume = order.executed_volume
-        leg.executed_funds = order.executed_funds
-        leg.fee = order.paid_fee
-        leg.state = "DONE" if order.state == OrderState.DONE else "CANCELLED"
-        self.journal.update_leg(leg, "final", {"state": leg.state, "executed": leg.executed_volume,
-                                               "funds": leg.executed_funds, "fee": leg.fee})
-        if order.executed_volume > known:
-            self.ledger.fills += len(order.fills) or 1
-            now = time.time_ns()
-            for fill in order.fills:
-                fee = fill.funds / order.executed_funds * order.paid_fee if order.executed_funds else 0.0
-                self.publish(topics.fill(leg.venue), FillEvent(
-                    intent_id=leg.intent_id, venue=leg.venue, market=leg.market, side=leg.side,
-                    client_id=leg.client_id, trade_id=fill.trade_id, price=fill.price,
-                    volume=fill.volume, funds=fill.funds, fee=fee, ts_event=now, ts_init=now))
-        self._event(leg)
-        avg = leg.executed_funds / leg.executed_volume if leg.executed_volume else 0.0
-        log.info("leg %s %s %s: %s %.8g of %.8g %s at avg %.8g, fee %.0f KRW", leg.client_id,
-                 leg.venue, leg.side, "filled" if leg.state == "DONE" else "cancelled after",
-                 leg.executed_volume, leg.volume, leg.market, avg, leg.fee)
-
-    def _event(self, leg: LegRecord, reason: str = "", recv_mono: int = 0, sent_mono: int = 0) -> None:
-        now = time.time_ns()
-        self.publish(topics.order(leg.venue), OrderEvent(
-            intent_id=leg.intent_id, role=leg.role, venue=leg.venue, market=leg.market,
-            side=leg.side, client_id=leg.client_id, order_id=leg.order_id, state=leg.state,
-            price=leg.price, volume=leg.volume, executed_volume=leg.executed_volume,
-            executed_funds=leg.executed_funds, fee=leg.fee, reason=reason, recv_mono=recv_mono,
-            sent_mono=sent_mono, ts_event=now, ts_init=now))
-
-    # -- recovery -------------------------------------------------------------------------------------
-
-    async def reconcile_leg(self, leg: LegRecord) -> LegRecord:
-        """Ask the venue about a leg by its client id until it answers."""
-        client = self.clients[leg.venue]
-        delay = 0.1
-        while True:
-            try:
-                order = await client.get_order(client_id=leg.client_id)
-            except OrderNotFound:
-                age_ms = (time.time_ns() - leg.updated_ns) / 1e6 if leg.updated_ns else 1e12
-                if age_ms < self.limits.settle_ms:
-                    # A POST sent just before a crash may not have reached the venue yet.
-                    log.info("reconciling %s: not at %s yet; asking again until it is %d ms old",
-                             leg.client_id, leg.venue, self.limits.settle_ms)
-                    await asyncio.sleep(min(0.25, (self.limits.settle_ms - age_ms) / 1000))
-                    continue
-                leg.state = "NOT_SENT"
-                self.journal.update_leg(leg, "reconciled", {"state": "NOT_SENT"})
-                self._event(leg, reason="the venue never received it")
-                return leg
-            except (VenueUnavailable, RateLimited) as exc:
-                log.warning("reconciling %s: %s unavailable (%s), retrying", leg.client_id,
-                            leg.venue, exc.name)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            return await self._follow(leg, order)
-
     async def reconcile(self) -> int:
         """Settle everything the journal left open; returns how many legs were looked up."""
         open_legs = self.journal.legs(only_open=True)
         for leg in open_legs:
             log.info("reconciling %s (%s %s, journal says %s)", leg.client_id, leg.venue,
                      leg.side, leg.state)
-            await self.reconcile_leg(leg)
+            await self.legs.reconcile(leg)
         for intent_id in self.journal.open_intents():
             row = self.journal.intent_row(intent_id)
             await self._finish(intent_id, row["market"], self.journal.legs(intent_id))
