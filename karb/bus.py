@@ -158,14 +158,17 @@ MessageHandler = Callable[[bytes, BusMessage], None]
 class Subscriber:
     """One SUB socket connected to several publishers, drained from the event loop.
 
-    The handler runs synchronously for each message, in order. Malformed payloads are counted
+    The handler runs synchronously for each message, in order; ``after_batch`` runs once the
+    queue is empty, so a consumer can act on a burst as a whole. Malformed payloads are counted
     and skipped; gaps and publisher restarts are counted and logged, never absorbed silently.
     """
 
     # Messages handled per wake-up before yielding to other tasks.
     BATCH = 256
 
-    def __init__(self, ctx: zmq.Context, bus: BusConfig, handler: MessageHandler) -> None:
+    def __init__(self, ctx: zmq.Context, bus: BusConfig, handler: MessageHandler,
+                 after_batch: Callable[[], None] | None = None) -> None:
+        self._after_batch = after_batch
         self._sock = ctx.socket(zmq.SUB)
         _common(self._sock, bus)
         self._sock.setsockopt(zmq.RCVHWM, bus.rcvhwm)
@@ -198,6 +201,8 @@ class Subscriber:
             try:
                 topic, payload = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                if self._after_batch is not None:
+                    self._after_batch()  # everything queued has been handled
                 return
             except ValueError:  # not two frames: a foreign or broken publisher
                 self.malformed += 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,27 @@ def eventually(check: Callable[[], T | None], timeout: float = 10.0, interval: f
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}"
                          + (f" (last error: {last_error!r})" if last_error else ""))
+
+
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive free TCP ports on 127.0.0.1, taken below the kernel's
+    ephemeral range (32768+), where outgoing connections could take them before we bind."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 32_000 - count)
+        held = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError("no free block of ports")
 
 
 def short_tmp_dir() -> Path:
@@ -81,6 +104,13 @@ class SupervisorProc:
         found = {a["name"]: a for a in self.status()["actors"]}
         self._seen.update(a["pid"] for a in found.values() if a["pid"])
         return found
+
+    def replaced(self, name: str, old_pid: int, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait for a new process of ``name`` to be RUNNING (one status snapshot per look)."""
+        def check() -> dict[str, Any] | None:
+            actor = self.actors()[name]
+            return actor if actor["state"] == "RUNNING" and actor["pid"] not in (None, old_pid) else None
+        return eventually(check, timeout, what=f"{name} replaced and RUNNING")
 
     def wait_running(self, timeout: float = 20.0) -> dict[str, dict[str, Any]]:
         def all_running() -> dict[str, dict[str, Any]] | None:

@@ -90,6 +90,9 @@ class Actor:
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
         """One bus message, in order. Must not block: queue slow work to a task."""
 
+    def on_batch(self) -> None:
+        """Every queued message has been handed to on_message (a burst is over)."""
+
     async def on_stop(self) -> None:
         """Finish in order: flush, cancel, close. Tasks are cancelled after this returns."""
 
@@ -176,7 +179,8 @@ class Actor:
         wanted = list(self.subscriptions())
         if not wanted:
             return None
-        sub = bus.Subscriber(self.ctx, self.config.bus, self._deliver)  # type: ignore[arg-type]
+        sub = bus.Subscriber(self.ctx, self.config.bus, self._deliver,  # type: ignore[arg-type]
+                             self.on_batch)
         sub.connect(sorted({bus.pub_endpoint(self.config, src) for src, _ in wanted}))
         sub.subscribe({prefix for _, prefix in wanted})
         return sub

@@ -188,6 +188,11 @@ class Execution(Actor):
             self.executor.publish_position()
 
     def on_command(self, cmd: str) -> str:
+        detail = self._command(cmd)
+        self.executor.publish_position()  # the strategy learns halts and kills from pos: now
+        return detail
+
+    def _command(self, cmd: str) -> str:
         if cmd == "kill":
             self.executor.kill.commanded = True
             self.log.warning("kill switch engaged by command: no new intents")

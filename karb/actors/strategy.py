@@ -1,6 +1,6 @@
 """``strategy``: find cross-venue windows and send intents to execution.
 
-On every depth change of a market it evaluates both directions (buy on one venue, sell on the
+After every burst of depth changes it evaluates each changed market, in both directions (buy on one venue, sell on the
 other) with ``karb.trading.arb``: the edge net of both taker fees, sized by walking both books
 under the caps (KRW on the buying venue, coin on the selling venue, ``max_notional_krw``,
 inventory room, the 5,000 KRW minimum). Filters before anything is sent: both tops fresh and
@@ -57,6 +57,7 @@ class Strategy(Actor):
         self.mindex = {m: i for i, m in enumerate(cfg.markets)}
         self.table = TopOfBookTable.attach(segment_path(cfg.run_dir), len(cfg.venues), len(cfg.markets))
         self.depth: dict[tuple[str, str], DepthUpdate] = {}
+        self.dirty: dict[str, int] = {}  # market → earliest recv_mono of its unevaluated books
         # Each venue's own mid: the gap between venues is the opportunity, not volatility.
         self.mids: dict[tuple[str, str], deque[tuple[int, float]]] = {
             (v, m): deque() for v in self.venues for m in cfg.markets}
@@ -75,7 +76,10 @@ class Strategy(Actor):
         if isinstance(msg, DepthUpdate):
             self.depth[(msg.venue, msg.market)] = msg
             self._note_mid(msg)
-            self.evaluate(msg.market, msg.recv_mono)
+            # Evaluate after the burst: both venues' books of a step arrive together, and one
+            # venue's new book against the other's previous one can show a window that is not.
+            first = self.dirty.get(msg.market)
+            self.dirty[msg.market] = min(first, msg.recv_mono) if first else msg.recv_mono
         elif isinstance(msg, Position):
             self.position = msg
             open_ids = set(msg.open_intents)
@@ -84,6 +88,11 @@ class Strategy(Actor):
                 # gone from execution's open list (and not merely too new to be on it)
                 if intent_id not in open_ids and now - sent > 200_000_000:
                     del self.in_flight[intent_id]
+
+    def on_batch(self) -> None:
+        dirty, self.dirty = self.dirty, {}
+        for market, recv_mono in dirty.items():
+            self.evaluate(market, recv_mono)
 
     # -- evaluation ------------------------------------------------------------------------------
 

@@ -4,26 +4,20 @@ for the journal and the simulator's own records."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import sqlite3
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support import SupervisorProc, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import SupervisorProc, free_ports, write_config
 
 
 def pipeline_config(workdir: Path, markets: list[str], strategy: dict[str, Any] | None = None,
                     execution: dict[str, Any] | None = None, sim: dict[str, Any] | None = None,
                     **sections: Any) -> Path:
-    up, bt = free_port(), free_port()
+    up = free_ports(2)
+    bt = up + 1
     venues = [{"name": "upbit", "rest_url": f"http://127.0.0.1:{up}",
                "ws_url": f"ws://127.0.0.1:{up}/websocket/v1", "credentials": "sim",
                "taker_fee": 0.0005, "request_timeout_ms": 3000},

@@ -73,8 +73,7 @@ def test_sigkill_execution_between_sending_legs_and_their_answers(workdir: Path)
             time.sleep(delay_ms / 1000)
             os.kill(pid, signal.SIGKILL)
             killed += 1
-            eventually(lambda: sup.actors()["execution"]["state"] == "RUNNING"
-                       and sup.actors()["execution"]["pid"] != pid, 20, what="execution back")
+            sup.replaced("execution", pid, 20)
             for v in ("upbit", "bithumb"):
                 venues.post(v, "/_sim/faults/clear")
             eventually(lambda: not rows(sup, "SELECT 1 FROM legs WHERE state IN ('PENDING','SENT')"),
@@ -94,8 +93,7 @@ def test_sigkill_book_strategy_waits_for_fresh_data(workdir: Path) -> None:
         venues.post("bithumb", "/_sim/faults/ws_stall", {"on": True})
         pid = sup.actors()["book"]["pid"]
         os.kill(pid, signal.SIGKILL)
-        eventually(lambda: sup.actors()["book"]["state"] == "RUNNING"
-                   and sup.actors()["book"]["pid"] != pid, 15, what="book back")
+        sup.replaced("book", pid, 15)
         count = len(intents(sup))
         venues.dislocate("upbit", "KRW-ETH", -90, 1500)  # Upbit moves; Bithumb's slot is stale
         deadline = time.monotonic() + 1.5
@@ -114,8 +112,7 @@ def test_sigkill_feed_replacement_resubscribes_and_trading_resumes(workdir: Path
         venues = Venues(sup)
         pid = sup.actors()["feed.upbit"]["pid"]
         os.kill(pid, signal.SIGKILL)
-        eventually(lambda: sup.actors()["feed.upbit"]["state"] == "RUNNING"
-                   and sup.actors()["feed.upbit"]["pid"] != pid, 15, what="feed back")
+        sup.replaced("feed.upbit", pid, 15)
         venues.dislocate("upbit", "KRW-XRP", 90, 2000)
         done = eventually(lambda: intents(sup, "DONE"), 20, what="trading after the feed restart")
         assert done[0]["market"] == "KRW-XRP"
@@ -165,8 +162,7 @@ def test_an_unhedgeable_leg_halts_the_market_with_an_alert(workdir: Path) -> Non
         # the halt survives a restart of execution
         pid = sup.actors()["execution"]["pid"]
         os.kill(pid, signal.SIGKILL)
-        eventually(lambda: sup.actors()["execution"]["state"] == "RUNNING"
-                   and sup.actors()["execution"]["pid"] != pid, 20, what="execution back")
+        sup.replaced("execution", pid, 20)
         assert "KRW-ETH stays halted" in sup.log()
         reply = control(sup, "execution", "unhalt KRW-ETH")
         assert reply.ok and reply.detail == "KRW-ETH unhalted"

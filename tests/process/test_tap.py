@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import REPO, SupervisorProc, write_config
+from tests.support import REPO, SupervisorProc, free_ports, write_config
 
 PROBES = [{"name": "src", "kind": "probe_source", "params": {"interval_us": 5000}},
           {"name": "sink", "kind": "probe_sink", "params": {"source": "src", "report_every": 20}}]
@@ -60,11 +60,7 @@ def test_tap_json_stats_and_shm(workdir: Path) -> None:
 
 
 def test_tcp_transport_carries_the_same_bus(workdir: Path) -> None:
-    import socket
-
-    with socket.socket() as s:  # a free base port; the actors bind base + 0..3
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
+    base = free_ports(3 * len(PROBES))  # each actor binds base + 3i + 0..2
     config = write_config(workdir, PROBES, bus={"transport": "tcp", "tcp_base_port": base})
     with SupervisorProc(config) as sup:
         sup.wait_running()
