@@ -105,6 +105,7 @@ class Execution(Actor):
         self.spawn(self._serve_intents(), name="intents")
         self.spawn(self._refresh(), name="balances")
         self.spawn(self._summary(), name="summary")
+        self.spawn(self._watch_kill_switch(), name="kill-switch")
 
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
         if isinstance(msg, DepthUpdate):
@@ -165,6 +166,20 @@ class Execution(Actor):
                 await self.executor.refresh_balances()
             self.executor.publish_position()
 
+    async def _watch_kill_switch(self) -> None:
+        """Say so in the log when the kill switch changes (KILL file or command)."""
+        engaged = False
+        while True:
+            now = self.executor.kill.engaged()
+            if now != engaged:
+                engaged = now
+                if engaged:
+                    self.log.warning("kill switch engaged: no new intents (rm %s or 'resume')",
+                                     self.executor.kill.path)
+                else:
+                    self.log.warning("kill switch released: trading")
+            await asyncio.sleep(0.25)
+
     async def _summary(self) -> None:
         while True:
             await asyncio.sleep(60)
@@ -214,7 +229,8 @@ class Execution(Actor):
         ex = self.executor
         return {"open_intents": float(len(ex.open)), "pnl_krw": round(ex.ledger.total, 2),
                 "intents_done": float(ex.ledger.intents_done), "halted": float(len(ex.halted)),
-                "breaker_open": float(ex.breaker.state != "CLOSED")}
+                "breaker_open": float(ex.breaker.state != "CLOSED"),
+                "kill_switch": float(ex.kill.engaged())}
 
     async def on_stop(self) -> None:
         if self.running:

@@ -70,3 +70,16 @@ def test_an_understated_fee_stops_trading_before_it_starts(workdir: Path) -> Non
         eventually(lambda: rows(sup, "SELECT 1 FROM intents WHERE state='REJECTED' "
                                 "AND reason='kill switch engaged'"), 15, what="intents refused")
         assert not rows(sup, "SELECT 1 FROM intents WHERE state='DONE'")
+
+
+def test_kill_file_is_reported_and_obeyed(workdir: Path) -> None:
+    with SupervisorProc(pipeline_config(workdir, ["KRW-ETH"])) as sup:
+        sup.wait_running(30)
+        (sup.run_dir / "KILL").touch()
+        eventually(lambda: "kill switch engaged: no new intents" in sup.log(), 10)
+        eventually(lambda: sup.actors()["execution"]["extra"].get("kill_switch") == 1.0, 10)
+        Venues(sup).dislocate("bithumb", "KRW-ETH", 90, 1500)
+        eventually(lambda: rows(sup, "SELECT 1 FROM intents WHERE reason='kill switch engaged'"),
+                   15, what="an intent refused")
+        (sup.run_dir / "KILL").unlink()
+        eventually(lambda: "kill switch released: trading" in sup.log(), 10)

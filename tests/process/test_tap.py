@@ -68,3 +68,15 @@ def test_tcp_transport_carries_the_same_bus(workdir: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert len(result.stdout.splitlines()) == 3
         assert not (sup.run_dir / "bus").exists() or not any((sup.run_dir / "bus").iterdir())
+
+
+def test_tap_into_a_closed_pipe_exits_quietly(workdir: Path) -> None:
+    with SupervisorProc(write_config(workdir, PROBES)) as sup:
+        sup.wait_running()
+        proc = subprocess.Popen([sys.executable, "tools/tap.py", str(sup.config)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away, as `| head -1` does
+        assert proc.wait(20) == 0
+        assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
