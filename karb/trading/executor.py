@@ -279,7 +279,8 @@ class Executor:
         for leg in open_legs:
             log.info("reconciling %s (%s %s, journal says %s)", leg.client_id, leg.venue,
                      leg.side, leg.state)
-            await self.legs.reconcile(leg)
+        # Concurrently: each may wait out the settle time, and start_timeout_ms bounds the sum.
+        await asyncio.gather(*(self.legs.reconcile(leg) for leg in open_legs))
         for intent_id in self.journal.open_intents():
             row = self.journal.intent_row(intent_id)
             await self._finish(intent_id, row["market"], self.journal.legs(intent_id))
