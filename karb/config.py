@@ -155,6 +155,9 @@ class SimConfig(_Section):
     rate_limits: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
     ws_idle_timeout_s: float = 120.0
     faults_enabled: bool = True
+    # Spread each market's frames across the step (fixed offsets per market), as venues publish
+    # a book when it changes; false sends every market's frame at the same instant.
+    stagger_markets: bool = True
 
     def __post_init__(self) -> None:
         _positive(self, "step_ms", "ws_idle_timeout_s")

@@ -41,11 +41,13 @@ class Bucket:
 
 
 class RateLimiter:
-    def __init__(self, limits: Mapping[str, int], headroom: float = 0.1) -> None:
+    def __init__(self, limits: Mapping[str, int], burst: float = 0.5) -> None:
+        """``burst``: the share of each limit usable at once (capacity), the rest refills over
+        the second. Arbitrage needs its orders together, so half of the limit is a burst."""
         now = time.monotonic()
         self.buckets: dict[str, Bucket] = {}
         for group, limit in limits.items():
-            capacity = max(1.0, limit * headroom)
+            capacity = max(1.0, limit * burst)
             self.buckets[group] = Bucket(rate=limit - capacity, capacity=capacity,
                                          tokens=capacity, updated=now)
         self.waits = 0

@@ -58,6 +58,9 @@ class SimServer:
             state_ref.append(state)
             self.venues[venue] = state
         self._runners: list[web.AppRunner] = []
+        # Where in each step a (venue, market) frame goes out: evenly spread, fixed per run.
+        slots = [(v, m) for m in self.markets for v in VENUES]
+        self._offsets = {key: i * self.sim.step_ms / 1000 / len(slots) for i, key in enumerate(slots)}
         self.endpoints: dict[str, Endpoint] = {}
 
     async def start(self) -> dict[str, Endpoint]:
@@ -96,7 +99,16 @@ class SimServer:
             by_venue[venue].add(market)
         for venue, state in self.venues.items():
             state.exchange.on_step()
-            wsfeed.publish_step(state, by_venue[venue])
+            if not self.sim.stagger_markets:
+                wsfeed.publish_step(state, by_venue[venue])
+                continue
+            loop = asyncio.get_running_loop()
+            for market in by_venue[venue]:
+                delay = self._offsets[(venue, market)]
+                if delay == 0:
+                    wsfeed.publish_step(state, {market})
+                else:
+                    loop.call_later(delay, wsfeed.publish_step, state, {market})
 
     async def stop(self) -> None:
         for state in self.venues.values():
