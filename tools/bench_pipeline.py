@@ -23,7 +23,7 @@ from karb.messages import OrderEvent, TopOfBookUpdate
 
 REPO = Path(__file__).resolve().parent.parent
 
-from bench_runtime import percentile  # noqa: E402
+from bench_runtime import percentile, stop  # noqa: E402
 
 
 def _free_port() -> int:
@@ -113,11 +113,7 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
         final = status()["actors"]
         sub.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, signal.SIGTERM, 30)
         ctx.destroy(linger=0)
     pipeline = [a for a in final if a["name"] != "sim"]
     sim_actor = [a for a in final if a["name"] == "sim"]

@@ -32,6 +32,18 @@ RESTARTS = 20
 HANGS = 5
 
 
+def stop(proc: subprocess.Popen[Any], sig: int, timeout_s: float) -> None:
+    """Ask a benchmark's process to stop with ``sig``; kill it if it has not within the time."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -70,12 +82,7 @@ class RunningSupervisor:
         raise RuntimeError(f"no matching heartbeat from {actor} within {timeout_s} s")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop(self.proc, signal.SIGTERM, 20)
         self.ctx.destroy(linger=0)
         segment_path(self.config.run_dir).unlink(missing_ok=True)
 

@@ -25,6 +25,8 @@ from karb.sim.wsfeed import Session, orderbook_frame
 
 REPO = Path(__file__).resolve().parent.parent
 
+from bench_runtime import stop  # noqa: E402
+
 
 
 def _upbit_frames(simple: bool) -> list[bytes]:
@@ -108,9 +110,5 @@ def bench_sim_ws() -> dict[str, float]:
 
         frames, cpu = asyncio.run(count(3.0))
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, signal.SIGINT, 10)
     return {"sim_ws_msgs_per_s": round(frames / 3.0), "sim_ws_cpu_percent": round(cpu, 1)}

@@ -145,13 +145,14 @@ class Execution(Actor):
                     await sock.send(encode(IntentAck(intent_id="", accepted=False,
                                                      reason="expected an intent")))
                     continue
-                fresh = intent.intent_id not in self.executor.answers and \
-                    self.journal.intent_state(intent.intent_id) is None
                 ack = self.executor.accept(intent)  # risk checks and the journal write
-                if ack.accepted and fresh:
+                # Newly accepted legs wait in pending_legs, taken exactly once: a resent
+                # intent id finds none and starts nothing.
+                legs = self.executor.pending_legs.pop(intent.intent_id, None)
+                if ack.accepted and legs:
                     # The legs start while the answer is on its way: it still precedes their
                     # completion, and the journal already holds them.
-                    task = self.spawn(self.executor.run(intent), name=intent.intent_id)
+                    task = self.spawn(self.executor.run(intent, legs), name=intent.intent_id)
                     self.running.add(task)
                     task.add_done_callback(self.running.discard)
                 await sock.send(encode(ack))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -355,7 +354,3 @@ class Exchange:
     def _notify(self, order: Order, fill: Fill | None) -> None:
         for listener in self.listeners:
             listener(order, fill)
-
-
-def wall_clock_ns() -> int:
-    return time.time_ns()

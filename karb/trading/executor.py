@@ -63,7 +63,7 @@ class Executor:
         self.total: dict[tuple[str, str], float] = {}
         self.halted: set[str] = set(journal.halted())  # halts survive restarts
         self.open: dict[str, Intent] = {}
-        self.pending_legs: dict[str, list[LegRecord]] = {}  # journaled at accept, for run()
+        self.pending_legs: dict[str, list[LegRecord]] = {}  # journaled at accept, to be run
         self.answers: dict[str, IntentAck] = {}
         self.legs = LegRunner(clients, journal, limits, publish, self.ledger)
 
@@ -190,8 +190,8 @@ class Executor:
 
     # -- running ------------------------------------------------------------------------------------
 
-    async def run(self, intent: Intent) -> None:
-        legs = self.pending_legs.pop(intent.intent_id, None) or self.journal.legs(intent.intent_id)
+    async def run(self, intent: Intent, legs: list[LegRecord]) -> None:
+        """Send both legs of an accepted intent (from ``pending_legs``) and settle it."""
         try:
             done = await asyncio.gather(*(self.legs.run(leg, intent.recv_mono) for leg in legs))
             await self._finish(intent.intent_id, intent.market, list(done))

@@ -2,73 +2,38 @@
 
 from __future__ import annotations
 
-import time
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from karb.exchanges import books
 from karb.exchanges.bithumb import auth
-from karb.exchanges.bithumb.schemas import (BithumbAccount, BithumbCancelled, BithumbChance,
-                                            BithumbMarket, BithumbOrder, BithumbOrderbook,
-                                            BithumbOrderCreated, BithumbTicker)
-from karb.exchanges.client import VenueClient
+from karb.exchanges.bithumb.schemas import (BithumbCancelled, BithumbChance,
+                                            BithumbMarket, BithumbOrder, BithumbOrderCreated)
+from karb.exchanges.v1 import V1Client
 from karb.exchanges.credentials import Credentials
 from karb.exchanges.errors import InvalidOrder
-from karb.exchanges.ratelimit import BITHUMB_GROUPS, RateLimiter
-from karb.exchanges.transport import Params, RestTransport
-from karb.exchanges.types import (Balance, Market, Order, OrderBook, OrderState, Side, Ticker,
-                                  TimeInForce)
+from karb.exchanges.ratelimit import BITHUMB_GROUPS
+from karb.exchanges.transport import Params
+from karb.exchanges.types import (Market, Order, OrderState, Side, TimeInForce)
 
 VENUE = "bithumb"
 
 
-class BithumbClient(VenueClient):
+class BithumbClient(V1Client):
     venue = VENUE
+    GROUPS = BITHUMB_GROUPS
+    TICKER_GROUP = ORDERBOOK_GROUP = "public"
+    PRIVATE_GROUP = "private"
+    authorize = staticmethod(auth.authorization)
 
     def __init__(self, base_url: str, credentials: Credentials | None, timeout_ms: int = 5000) -> None:
-        self._creds = credentials
-        self.transport = RestTransport(VENUE, base_url, RateLimiter(BITHUMB_GROUPS), timeout_ms)
+        super().__init__(base_url, credentials, timeout_ms)
         self._price_units: dict[str, Decimal] = {}
-
-    def _sign(self, hash_source: str | None) -> dict[str, str]:
-        if self._creds is None:
-            raise InvalidOrder(VENUE, "no_credentials", "this client has no API keys")
-        return auth.authorization(self._creds, hash_source)
-
-    async def _private(self, method: str, path: str, params: Params, decode: type,
-                       group: str = "private") -> object:
-        return await self.transport.request(method, path, group, decode, params=params,
-                                            sign=self._sign,
-                                            hash_source=auth.query_hash_source(params) or None,
-                                            safe=method == "GET")
-
-    # -- public --------------------------------------------------------------------------------
 
     async def markets(self) -> list[Market]:
         rows = await self.transport.request("GET", "/v1/market/all", "public", list[BithumbMarket],
                                             params=[("isDetails", "true")])
         return [Market(r.market, r.market.split("-", 1)[1], r.market.split("-", 1)[0],
                        r.korean_name, r.english_name, r.market_warning != "NONE") for r in rows]
-
-    async def ticker(self, markets: list[str]) -> list[Ticker]:
-        rows = await self.transport.request("GET", "/v1/ticker", "public", list[BithumbTicker],
-                                            params=[("markets", ",".join(markets))])
-        return [Ticker(r.market, r.trade_price, r.opening_price, r.high_price, r.low_price,
-                       r.acc_trade_volume_24h, books.ms_or_us_to_ns(r.timestamp)) for r in rows]
-
-    async def orderbook(self, market: str) -> OrderBook:
-        rows = await self.transport.request("GET", "/v1/orderbook", "public",
-                                            list[BithumbOrderbook], params=[("markets", market)])
-        row = rows[0]
-        bids, asks = books.split_units(row.orderbook_units)
-        return OrderBook(VENUE, row.market, bids, asks, books.ms_or_us_to_ns(row.timestamp),
-                         time.time_ns())
-
-    # -- account -------------------------------------------------------------------------------
-
-    async def balances(self) -> dict[str, Balance]:
-        rows = await self._private("GET", "/v1/accounts", [], list[BithumbAccount])
-        return {r.currency: Balance(r.currency, float(r.balance), float(r.locked))
-                for r in rows}  # type: ignore[attr-defined]
 
     async def price_tick_round(self, market: str, price: float, side: Side) -> Decimal:
         """Bithumb publishes its tick per market in orders/chance (``price_unit``)."""
@@ -116,10 +81,3 @@ class BithumbClient(VenueClient):
         params.append(("state", "wait"))
         rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
         return [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
-
-    async def taker_fee(self, market: str) -> float | None:
-        chance = await self._private("GET", "/v1/orders/chance", [("market", market)], BithumbChance)
-        return max(float(chance.bid_fee), float(chance.ask_fee))  # type: ignore[attr-defined]
-
-    async def close(self) -> None:
-        await self.transport.close()

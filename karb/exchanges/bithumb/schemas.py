@@ -1,16 +1,11 @@
-"""Bithumb's wire shapes in Bithumb's field names. The /v1 shapes are Upbit's, plus a few."""
+"""Bithumb's own wire shapes. Where /v1 matches Upbit (tickers, books, accounts, the WebSocket
+book), the Upbit structs in ``karb.exchanges.upbit.schemas`` are used."""
 
 from __future__ import annotations
 
 import msgspec
 
-from karb.exchanges.upbit.schemas import (OrderFields, UpbitAccount, UpbitOrderbook, UpbitTicker,
-                                          UpbitUnit)
-
-BithumbAccount = UpbitAccount
-BithumbTicker = UpbitTicker
-BithumbOrderbook = UpbitOrderbook
-BithumbUnit = UpbitUnit
+from karb.exchanges.upbit.schemas import OrderFields
 
 
 class BithumbMarket(msgspec.Struct, gc=False):
@@ -54,14 +49,6 @@ class BithumbChance(msgspec.Struct, gc=False):
     bid_fee: str
     ask_fee: str
     market: BithumbChanceMarket
-
-
-# WebSocket order book (same keys as Upbit; timestamp in microseconds).
-class BithumbWsOrderbook(msgspec.Struct, gc=False):
-    type: str
-    code: str
-    timestamp: int
-    orderbook_units: list[UpbitUnit]
 
 
 # Legacy v1.2.0 public order book and the pubwss stream.

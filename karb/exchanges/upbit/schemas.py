@@ -11,10 +11,6 @@ class UpbitMarket(msgspec.Struct, gc=False):
     english_name: str = ""
 
 
-class UpbitMarketDetail(UpbitMarket, gc=False):
-    market_warning: str = "NONE"
-
-
 class UpbitTicker(msgspec.Struct, gc=False):
     market: str
     trade_price: float
