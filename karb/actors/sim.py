@@ -15,9 +15,11 @@ class SimActor(Actor):
         for e in endpoints.values():
             self.log.info("karb.sim %s rest=%s ws=%s", e.venue, e.rest, e.ws)
         # Ports may be chosen at start (port 0): tools and tests find them here.
-        (self.config.run_dir / "sim.json").write_text(json.dumps(
+        self.endpoints_file = self.config.run_dir / "sim.json"
+        self.endpoints_file.write_text(json.dumps(
             {v: {"rest": e.rest, "ws": e.ws} for v, e in endpoints.items()}))
         self.spawn(self.server.run_market(), name="market")
 
     async def on_stop(self) -> None:
         await self.server.stop()
+        self.endpoints_file.unlink(missing_ok=True)  # its ports are gone
