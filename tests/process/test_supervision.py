@@ -175,3 +175,17 @@ def test_control_socket_answers_status_and_stop(workdir: Path) -> None:
                    what="quitter exited after a stop command")
         assert "quitter exited (code 0); restart type transient: not restarted" in sup.log()
         assert sup.actors()["keeper"]["pid"] == running["keeper"]["pid"]
+
+
+def test_a_new_supervisor_reaps_what_its_killed_predecessor_left(workdir: Path) -> None:
+    config = three_idle(workdir)
+    with SupervisorProc(config) as first:
+        stuck = first.wait_running()["beta"]["pid"]
+        os.kill(stuck, signal.SIGSTOP)  # frozen: survives the parent-death signal
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait_exit(5)
+        assert not pid_gone(stuck), "the stopped child should still be there"
+        with SupervisorProc(config) as second:
+            second.wait_running()
+            assert pid_gone(stuck)
+            assert f"killed leftover beta (pid {stuck}) of a previous supervisor" in second.log()
