@@ -8,7 +8,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -23,7 +22,7 @@ from karb.messages import OrderEvent, TopOfBookUpdate
 
 REPO = Path(__file__).resolve().parent.parent
 
-from bench_runtime import percentile, stop  # noqa: E402
+from bench_runtime import percentile, stop, scratch_dir  # noqa: E402
 
 
 def _free_port() -> int:
@@ -53,7 +52,7 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
                   "max_move_bps": 200}}]
     sim = {"step_ms": 100, "dislocation": {"rate_per_min": 0.0},
            "upbit": {"port": up, "fee_rate": 0.0005}, "bithumb": {"port": bt, "fee_rate": 0.0004}}
-    workdir = Path(tempfile.mkdtemp(prefix="karb-bench-", dir="/tmp"))
+    workdir = scratch_dir()
     config_path = workdir / "pipeline.yaml"
     config_path.write_text(yaml.safe_dump({
         "supervisor": {"run_dir": str(workdir / "run"), "status_port": status_port,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
+import shutil
 import signal
 import statistics
 import struct
@@ -32,6 +34,13 @@ RESTARTS = 20
 HANGS = 5
 
 
+def scratch_dir() -> Path:
+    """A short-pathed temp dir (ipc paths), removed when the benchmark exits."""
+    path = Path(tempfile.mkdtemp(prefix="karb-bench-", dir="/tmp"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def stop(proc: subprocess.Popen[Any], sig: int, timeout_s: float) -> None:
     """Ask a benchmark's process to stop with ``sig``; kill it if it has not within the time."""
     if proc.poll() is not None:
@@ -54,7 +63,7 @@ class RunningSupervisor:
     """The real supervisor.py on a throwaway run dir."""
 
     def __init__(self, actors: list[dict[str, Any]], **supervisor: Any) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="karb-bench-", dir="/tmp"))
+        self.dir = scratch_dir()
         settings = {"run_dir": str(self.dir / "run"), "status_port": None,
                     "heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500,
                     "max_restarts": 1000, **supervisor}
@@ -191,7 +200,7 @@ def bench_raw_pyzmq() -> dict[str, float]:
 
 def _raw_hop(samples: int, interval_s: float) -> list[int]:
     warmup = min(500, samples // 5)
-    path = Path(tempfile.mkdtemp(prefix="karb-bench-", dir="/tmp")) / "raw.pub"
+    path = scratch_dir() / "raw.pub"
     endpoint = f"ipc://{path}"
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
@@ -214,7 +223,7 @@ def _raw_hop(samples: int, interval_s: float) -> list[int]:
 
 
 def bench_shm() -> dict[str, float]:
-    path = segment_path(Path(tempfile.mkdtemp(prefix="karb-bench-", dir="/tmp")))
+    path = segment_path(scratch_dir())
     table = TopOfBookTable.create(path, 2, 10)
     reader = TopOfBookTable.attach(path, 2, 10)
     batch = 20_000

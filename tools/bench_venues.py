@@ -8,7 +8,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from karb.sim.wsfeed import Session, orderbook_frame
 
 REPO = Path(__file__).resolve().parent.parent
 
-from bench_runtime import stop  # noqa: E402
+from bench_runtime import stop, scratch_dir  # noqa: E402
 
 
 
@@ -82,7 +81,7 @@ def bench_sim_ws() -> dict[str, float]:
 
     markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
                "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
-    workdir = Path(tempfile.mkdtemp(prefix="karb-bench-", dir="/tmp"))
+    workdir = scratch_dir()
     config = workdir / "sim.yaml"
     config.write_text(yaml.safe_dump({
         "markets": markets, "actors": [{"name": "sim", "kind": "sim"}],
