@@ -87,6 +87,9 @@ class VenueConfig(_Section):
     api: Literal["current", "legacy"] = "current"
     stale_after_ms: int = 5000
     request_timeout_ms: int = 5000
+    # An order POST's own timeout: the venues answer an order in tens of ms, and until an
+    # unanswered order is resolved (karb.execution.legs) a position may stand one-sided.
+    order_timeout_ms: int = 1000
     # Taker fee as a fraction; default: the venue's base KRW rate (Upbit 0.05 %, Bithumb 0.25 %,
     # 0.04 % with Bithumb's coupon: set it to what your account really pays).
     taker_fee: float | None = None
@@ -98,7 +101,7 @@ class VenueConfig(_Section):
         return 0.0005 if self.name == "upbit" else 0.0025
 
     def __post_init__(self) -> None:
-        _positive(self, "stale_after_ms", "request_timeout_ms")
+        _positive(self, "stale_after_ms", "request_timeout_ms", "order_timeout_ms")
         if self.api == "legacy" and self.name != "bithumb":
             raise ValueError("api: legacy exists only for bithumb")
 
