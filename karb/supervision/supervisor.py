@@ -12,14 +12,12 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -29,17 +27,17 @@ import psutil
 import uvloop
 import zmq
 
-from karb import bus, logs, topics
+from karb import bus, topics
 from karb.actors.base import ChildSpec
-from karb.actors.registry import UnknownActorKind, preload_modules, resolve
+from karb.actors.registry import preload_modules
 from karb.actors.runner import run_actor
-from karb.config import ActorSpec, Config, ConfigError, convert_params, load_config
+from karb.config import ActorSpec, Config
 from karb.exitcodes import ExitCode
 from karb.messages import BusMessage, Heartbeat
-from karb.restart import RestartPolicy, should_restart
-from karb.rundir import RunDir, RunDirBusy
+from karb.supervision.restart import RestartPolicy, should_restart
+from karb.supervision.rundir import RunDir
 from karb.shm import TopOfBookTable, segment_path
-from karb.status_http import StatusServer
+from karb.supervision.status_http import StatusServer
 
 log = logging.getLogger("karb.supervisor")
 
@@ -364,42 +362,3 @@ def _ps(pid: int) -> psutil.Process | None:
         return proc
     except psutil.Error:
         return None
-
-
-def resolve_params(config: Config) -> dict[str, Any]:
-    """Import every actor kind and validate its params now, so errors surface before any start."""
-    params: dict[str, Any] = {}
-    for index, spec in enumerate(config.actors):
-        try:
-            cls = resolve(spec.kind)
-        except UnknownActorKind as exc:
-            raise ConfigError(f"config error: {config.path}: actors[{index}].kind: {exc}") from None
-        try:
-            params[spec.name] = convert_params(spec, cls.Params, index)
-        except ConfigError as exc:
-            raise ConfigError(f"config error: {config.path}: {exc}") from None
-        cls.preflight(config, params[spec.name])
-    for spec in config.actors:  # an unusable ipc path is a config error too
-        try:
-            bus.pub_endpoint(config, spec.name)
-        except ValueError as exc:
-            raise ConfigError(f"config error: {config.path}: supervisor.run_dir: {exc}") from None
-    return params
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="supervisor.py", description="Run the K-Arb actor pipeline described by CONFIG.")
-    parser.add_argument("config", nargs="?", default="configs/sim.yaml",
-                        help="YAML config (default: configs/sim.yaml, the built-in simulator)")
-    args = parser.parse_args(argv)
-    logs.configure()
-    try:
-        config = load_config(args.config)
-        params = resolve_params(config)
-        run_dir = RunDir(config.run_dir)
-        run_dir.acquire()
-    except (ConfigError, RunDirBusy) as exc:
-        print(f"supervisor: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    return int(uvloop.run(Supervisor(config, params, run_dir).run()))
