@@ -10,7 +10,7 @@ from tests.support import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 
-from chaos_audit import Audit, audit, percentile  # noqa: E402
+from chaos_audit import Audit, audit, percentile
 
 PRICE = 10_000.0  # KRW per coin of KRW-XYZ
 T0 = 1_700_000_000_000_000_000
