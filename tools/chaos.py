@@ -230,6 +230,7 @@ def report(chaos: Chaos, faults: FaultInjector | None, result: Audit, drained: t
         "details": {check: lines for check, lines in result.problems.items() if lines},
         "halts": result.halts, "halted_exposure": result.halted_exposure,
         "exposure_s": result.exposure_summary(), "open_exposure": result.open_exposure,
+        "longest_exposures": result.longest_exposures(),
         "quiesced": drained[0], "quiesce_s": round(drained[1], 1),
         "supervisor_exit": exit_code,
     }
@@ -266,8 +267,10 @@ def print_report(out: dict[str, Any], detail_lines: int = 20) -> None:
         return "-" if value is None else f"{value:.3f} s"
     print(f"one-sided exposure: p50 {sec(ex['p50'])}, p99 {sec(ex['p99'])}, max {sec(ex['max'])} "
           f"({ex['intents']} intents that traded, {ex['open']} never flat)")
+    for line in out["longest_exposures"]:
+        print(f"  longest: {line}")
     for line in out["open_exposure"][:detail_lines]:
-        print(f"  {line}")
+        print(f"  never flat: {line}")
     print(f"quiesce: {'drained' if out['quiesced'] else 'NOT drained'} in {out['quiesce_s']} s")
     code = out["supervisor_exit"]
     print(f"supervisor exit: {code if code is not None else 'did not stop (killed)'}")
@@ -281,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path(__file__).resolve().parent.parent
                         / "configs" / "sim.yaml", help="a sim config (default configs/sim.yaml)")
     parser.add_argument("--json", action="store_true", help="one JSON object")
-    parser.add_argument("--kill-every", type=float, default=2.0, help="mean seconds between kills")
-    parser.add_argument("--fault-every", type=float, default=2.0,
+    parser.add_argument("--kill-every", type=float, default=1.8, help="mean seconds between kills")
+    parser.add_argument("--fault-every", type=float, default=1.8,
                         help="mean seconds between faults")
     parser.add_argument("--quiesce-timeout", type=float, default=60.0)
     parser.add_argument("--keep", choices=["always", "failure", "never"], default="failure",

@@ -42,6 +42,7 @@ class Audit:
     halts: dict[str, str] = field(default_factory=dict)
     halted_exposure: list[str] = field(default_factory=list)  # nets inside halted markets
     exposure_s: list[float] = field(default_factory=list)  # per intent that traded
+    exposure_by_intent: dict[str, float] = field(default_factory=dict)
     open_exposure: list[str] = field(default_factory=list)  # intents never flat again
 
     @property
@@ -53,6 +54,10 @@ class Audit:
         return {"intents": len(values), "open": len(self.open_exposure),
                 "p50": percentile(values, 50), "p99": percentile(values, 99),
                 "max": values[-1] if values else None}
+
+    def longest_exposures(self, count: int = 3) -> list[str]:
+        worst = sorted(self.exposure_by_intent.items(), key=lambda kv: -kv[1])[:count]
+        return [f"{intent}: {seconds:.3f} s" for intent, seconds in worst if seconds > 0]
 
 
 def percentile(ordered: list[float], q: float) -> float | None:
@@ -237,5 +242,6 @@ def _exposure(out: Audit, orders: dict[str, list[dict[str, Any]]],
             flat = now_flat
         if flat:
             out.exposure_s.append((flat_at - start) / 1e9)
+            out.exposure_by_intent[intent] = (flat_at - start) / 1e9
         else:
             out.open_exposure.append(f"{intent}: {net:+.8g} open for {(now_ns - start) / 1e9:.1f} s")
