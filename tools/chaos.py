@@ -8,7 +8,8 @@
 Starts ``supervisor.py`` on a copy of the config (fresh run dir under /tmp, free ports), waits
 for every actor to be RUNNING, then for ``--duration`` seconds: pulls the simulated venues apart
 often (``/_sim/dislocate``) so intents happen; SIGKILLs random actors, execution most often and
-half of those aimed 0-300 ms after an intent was sent or a leg reported in flight on the bus;
+half of those aimed 1-300 ms after an intent was sent or a leg reported in flight on the bus
+(if it is over by then, the kill waits for the next one);
 with ``--faults``, injects random ``/_sim/faults/*`` on either venue (a 404 means the simulator
 does not have that fault: counted as unavailable). The simulator itself is never killed: it is
 the venues, and its records are the truth the audit needs. Then it quiesces (faults cleared,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import signal
@@ -57,7 +59,9 @@ from karb.messages import OrderEvent, Signal
 KILL_WEIGHTS = {"execution": 5.0, "strategy": 2.0, "book": 2.0, "feed.upbit": 1.0,
                 "feed.bithumb": 1.0}
 AIMED_SHARE = 0.5  # of execution kills, wait for an intent in flight
-AIM_WINDOW_S = 0.3
+# An aimed kill lands 1-300 ms after its trigger, log-uniformly: a healthy IOC round trip is
+# over in a few ms, a faulty one takes seconds, and both should be hit.
+AIM_MIN_S, AIM_MAX_S = 0.001, 0.3
 ARM_TIMEOUT_S = 5.0  # no intent in flight this long: kill execution anyway
 Keep = Literal["always", "failure", "never"]
 
@@ -75,10 +79,11 @@ class Chaos:
     kills: Counter[str] = field(default_factory=Counter)
     dislocations: int = 0
     intents_sent: set[str] = field(default_factory=set)
-    leg_state: dict[str, str] = field(default_factory=dict)  # client id → last ord. state
+    legs: dict[str, dict[str, str]] = field(default_factory=dict)  # intent → client id → state
     armed_until: float | None = None
     fire_at: float | None = None
-    fire_reason: str = ""
+    aimed_at: str = ""  # the intent an aimed kill waits for
+    aimed_missed: int = 0  # it was final before the kill was due: aimed again
     kill_times: list[float] = field(default_factory=list)
 
     def run(self, duration_s: float) -> None:
@@ -99,16 +104,11 @@ class Chaos:
                 if self.faults is not None:
                     self.faults.tick(now)
                 if self.fire_at is not None and now >= self.fire_at:
-                    self.fire_at = None
-                    if self._kill("execution", self.fire_reason):
-                        next_kill = now + self._interval()
-                    else:
-                        self.armed_until = now + ARM_TIMEOUT_S
+                    self._fire(now)
                 elif self.armed_until is not None and now >= self.armed_until:
-                    self.armed_until = None
+                    self.armed_until = None  # nothing to aim at came: an ordinary kill
                     self._kill("execution", "")
-                    next_kill = now + self._interval()
-                elif now >= next_kill and self.armed_until is None and self.fire_at is None:
+                if now >= next_kill:  # the ordinary schedule goes on while a kill is aimed
                     next_kill = self._next_kill(now)
                 got = sub.recv_blocking(10)
                 if got is not None:
@@ -120,28 +120,46 @@ class Chaos:
     def _interval(self) -> float:
         return self.rng.uniform(0.5, 1.5) * self.kill_every_s
 
+    def _fire(self, now: float) -> None:
+        """An aimed kill is due: kill execution if its intent is still in flight, else aim again."""
+        self.fire_at = None
+        if not self._in_flight(self.aimed_at):
+            self.aimed_missed += 1
+            self.armed_until = now + ARM_TIMEOUT_S
+        elif not self._kill("execution", "aimed"):
+            self.armed_until = now + ARM_TIMEOUT_S
+
     def _next_kill(self, now: float) -> float:
+        """Kill a random actor now, or aim the next execution kill at an intent in flight;
+        returns when the next one is due."""
         names = [n for n in KILL_WEIGHTS if n in {a.name for a in self.pipeline.config.actors}]
         target = self.rng.choices(names, [KILL_WEIGHTS[n] for n in names])[0]
-        if target == "execution" and self.rng.random() < AIMED_SHARE:
+        aiming = self.armed_until is not None or self.fire_at is not None
+        if target == "execution" and not aiming and self.rng.random() < AIMED_SHARE:
             self.armed_until = now + ARM_TIMEOUT_S
             return now + self._interval()
         return now + (self._interval() if self._kill(target, "") else 0.2)
 
     def _watch(self, msg: Any, now: float) -> None:
         """Intents sent and legs in flight, from the bus; an armed kill is aimed at them."""
-        trigger = ""
+        intent = ""
         if isinstance(msg, Signal) and msg.decision == "sent" and msg.intent_id:
             self.intents_sent.add(msg.intent_id)
-            trigger = "intent sent"
+            self.legs.setdefault(msg.intent_id, {})
+            intent = msg.intent_id
         elif isinstance(msg, OrderEvent):
-            self.leg_state[msg.client_id] = msg.state
-            if msg.state not in FINAL_LEG_STATES:
-                trigger = f"leg {msg.state}"
-        if trigger and self.armed_until is not None and self.fire_at is None:
+            self.legs.setdefault(msg.intent_id, {})[msg.client_id] = msg.state
+            intent = msg.intent_id if msg.state not in FINAL_LEG_STATES else ""
+        if intent and self.armed_until is not None and self.fire_at is None:
             self.armed_until = None
-            self.fire_at = now + self.rng.uniform(0.0, AIM_WINDOW_S)
-            self.fire_reason = "aimed"
+            self.aimed_at = intent
+            self.fire_at = now + math.exp(self.rng.uniform(math.log(AIM_MIN_S), math.log(AIM_MAX_S)))
+
+    def _in_flight(self, intent: str) -> bool:
+        """Not known to be over: fewer than two legs final (the bus says), or a leg still open."""
+        legs = self.legs.get(intent, {})
+        final = sum(state in FINAL_LEG_STATES for state in legs.values())
+        return final < 2 or final < len(legs)
 
     def _kill(self, name: str, how: str) -> bool:
         """SIGKILL ``name`` if it is RUNNING and the restart limits allow it; True if killed."""
@@ -219,6 +237,7 @@ def report(chaos: Chaos, faults: FaultInjector | None, result: Audit, drained: t
     actor_kills = {k: v for k, v in chaos.kills.items() if "(" not in k}
     return {
         "kills": sum(actor_kills.values()), "kills_by_actor": dict(chaos.kills),
+        "aimed_missed": chaos.aimed_missed,
         "faults": sum(faults.injected.values()) if faults else 0,
         "faults_by_kind": dict(faults.injected) if faults else {},
         "faults_unavailable": sorted(faults.unavailable) if faults else [],
@@ -241,7 +260,8 @@ def _counts(counts: dict[str, Any]) -> str:
 
 
 def print_report(out: dict[str, Any], detail_lines: int = 20) -> None:
-    print(f"kills: {out['kills']} ({_counts(out['kills_by_actor'])})")
+    print(f"kills: {out['kills']} ({_counts(out['kills_by_actor'])}; "
+          f"aimed but over before it was due: {out['aimed_missed']})")
     unavailable = out["faults_unavailable"]
     print(f"faults: {out['faults']} ({_counts(out['faults_by_kind'])})"
           + (f"; not available (404): {', '.join(unavailable)}" if unavailable else "")
