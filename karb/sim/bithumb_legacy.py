@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from karb.sim import late
 from karb.sim.auth import LegacyAuthError, verify_legacy
 from karb.sim.engine import Account, Order, VenueError
 from karb.sim.market import Book
@@ -134,10 +135,10 @@ def add_routes(app: web.Application, state: VenueState) -> None:
         return ok_json({"status": "0000", "data": data})
 
     async def place(account: Account, params: dict[str, str]) -> web.Response:
-        side = params["type"]
-        order = ex.place(account, market_param(params), side, "limit", float(params["price"]),
-                         float(params["units"]), None, None)
-        return ok_json({"status": "0000", "order_id": order.id})
+        side, market = params["type"], market_param(params)
+        price, units = float(params["price"]), float(params["units"])
+        return await late.place(state, account, None, lambda _: placed(ex.place(
+            account, market, side, "limit", price, units, None, None)))
 
     async def market_buy(account: Account, params: dict[str, str]) -> web.Response:
         market = market_param(params)
@@ -149,19 +150,22 @@ def add_routes(app: web.Application, state: VenueState) -> None:
             need -= take
             if need <= 1e-12:
                 break
-        order = ex.place(account, market, "bid", "price", round(budget), None, None, None)
-        return ok_json({"status": "0000", "order_id": order.id})
+        return await late.place(state, account, None, lambda _: placed(ex.place(
+            account, market, "bid", "price", round(budget), None, None, None)))
 
     async def market_sell(account: Account, params: dict[str, str]) -> web.Response:
-        order = ex.place(account, market_param(params), "ask", "market", None,
-                         float(params["units"]), None, None)
+        market, units = market_param(params), float(params["units"])
+        return await late.place(state, account, None, lambda _: placed(ex.place(
+            account, market, "ask", "market", None, units, None, None)))
+
+    def placed(order: Order) -> web.Response:
         return ok_json({"status": "0000", "order_id": order.id})
 
     def own(account: Account, params: dict[str, str]) -> Order:
         return ex.find(account, order_id=params["order_id"])
 
     async def cancel(account: Account, params: dict[str, str]) -> web.Response:
-        ex.cancel(account, own(account, params))
+        late.cancel(state, account, own(account, params))
         return ok_json({"status": "0000"})
 
     async def order_detail(account: Account, params: dict[str, str]) -> web.Response:

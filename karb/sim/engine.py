@@ -82,6 +82,8 @@ class Order:
     fills: list[Fill] = field(default_factory=list)
     # For a market buy: KRW not yet spent.
     remaining_funds: float = 0.0
+    # Lookups do not see the order before this time (the ``invisible`` fault: read paths lag).
+    visible_ns: int = 0
 
     @property
     def base(self) -> str:
@@ -118,6 +120,7 @@ class Exchange:
         self.by_client: dict[tuple[str, str], Order] = {}
         self.next_order_faults: list[OrderFault] = []
         self.listeners: list[OrderListener] = []
+        self.invisible_ms = 0  # new orders stay out of lookups this long (``/_sim/`` fault)
         self._ids = itertools.count(1_799_231)
 
     # -- ids ------------------------------------------------------------------------------------
@@ -136,11 +139,11 @@ class Exchange:
 
     def place(self, account: Account, market: str, side: str, ord_type: str,
               price: float | None, volume: float | None, time_in_force: str | None,
-              client_id: str | None) -> Order:
-        if client_id is not None:
-            if client_id in account.client_ids:
-                raise self._dup_error(client_id)
-            account.client_ids.add(client_id)  # burnt even if the order fails below
+              client_id: str | None, id_reserved: bool = False) -> Order:
+        """``id_reserved``: the client id was reserved when the request arrived
+        (:meth:`reserve_client_id`) and the order reaches the engine only now."""
+        if client_id is not None and not id_reserved:
+            self.reserve_client_id(account, client_id)
         self._validate(market, side, ord_type, price, volume, time_in_force)
         book = self.model.book(self.venue, market)
         fault = self.next_order_faults.pop(0) if self.next_order_faults else None
@@ -148,6 +151,7 @@ class Exchange:
             raise VenueError(400, f"create_{side}_error", "주문 생성에 실패했습니다. (simulated)")
         order = Order(self.new_order_id(), client_id, account.access_key, market, side, ord_type,
                       price, volume, time_in_force, self.clock_ns())
+        order.visible_ns = order.created_ns + self.invisible_ms * 1_000_000
         self._check_minimum_and_funds(account, order, book.best_bid())
         self._lock(account, order)
         self.orders[order.id] = order
@@ -162,6 +166,13 @@ class Exchange:
         if order.state == "wait" and (ord_type != "limit" or time_in_force in ("ioc", "fok")):
             self._finish(account, order, self._final_state(order))
         return order
+
+    def reserve_client_id(self, account: Account, client_id: str) -> None:
+        """Client ids are unique per account forever: burnt at receipt, even if the order then
+        fails or reaches the engine late (a resend meanwhile is refused as a reused id)."""
+        if client_id in account.client_ids:
+            raise self._dup_error(client_id)
+        account.client_ids.add(client_id)
 
     def _final_state(self, order: Order) -> str:
         """How an order that cannot rest ends: Upbit calls an IOC with a partial fill
@@ -332,24 +343,53 @@ class Exchange:
 
     # -- queries --------------------------------------------------------------------------------
 
+    def fill_now(self, order: Order) -> None:
+        """Fill a resting order completely: against the book up to its limit, the rest at its
+        own price (the ``cancel_race`` fault: the fill wins the race with a cancel)."""
+        if order.state != "wait":
+            return
+        account = self.accounts[order.account]
+        self._take(account, order)
+        if order.state == "wait":
+            if order.ord_type == "limit" and order.remaining_volume > 1e-12:
+                self._fill(account, order, order.price, order.remaining_volume, is_maker=True)  # type: ignore[arg-type]
+            self._finish(account, order, "done")
+
     def cancel(self, account: Account, order: Order) -> Order:
         if order.state != "wait":
-            raise VenueError(400, "order_not_ready" if self.venue == "bithumb" else "validation_error",
-                             f"order {order.id} is already {order.state}")
+            raise self._not_cancellable(order)
         self._finish(account, order, "cancel")
         return order
+
+    def _not_cancellable(self, order: Order) -> VenueError:
+        """A cancel of an order that is already final. Upbit names a filled one ``done_order``
+        (seen in third-party client code branching on it; not in the stored docs) and answers
+        400; its cancelled one stays ``validation_error``. Bithumb documents no name for this
+        case: we answer 400 ``order_not_ready`` "already done" — the documented name, but 400,
+        not the transient 422 the ``order_not_ready`` fault sends (retry that one; this one is
+        final)."""
+        message = f"order {order.id} is already {order.state}"
+        if self.venue == "bithumb":
+            return VenueError(400, "order_not_ready", message)
+        if order.state == "done":
+            return VenueError(400, "done_order", f"이미 체결된 주문입니다. ({message})")
+        return VenueError(400, "validation_error", message)
 
     def find(self, account: Account, order_id: str | None = None,
              client_id: str | None = None) -> Order:
         order = self.orders.get(order_id) if order_id else (
             self.by_client.get((account.access_key, client_id)) if client_id else None)
-        if order is None or order.account != account.access_key:
+        if order is None or order.account != account.access_key or not self.visible(order):
             raise VenueError(404, "order_not_found", "주문을 찾지 못했습니다.")
         return order
 
+    def visible(self, order: Order) -> bool:
+        return order.visible_ns <= self.clock_ns()
+
     def account_orders(self, account: Account, market: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values()
-                if o.account == account.access_key and (market is None or o.market == market)]
+        now = self.clock_ns()
+        return [o for o in self.orders.values() if o.account == account.access_key
+                and (market is None or o.market == market) and o.visible_ns <= now]
 
     def _notify(self, order: Order, fill: Fill | None) -> None:
         for listener in self.listeners:

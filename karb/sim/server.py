@@ -112,6 +112,7 @@ class SimServer:
 
     async def stop(self) -> None:
         for state in self.venues.values():
+            await state.stop_background()  # delayed order executions not yet carried out
             for session in list(state.sockets):
                 await session.drop()
         for runner in self._runners:

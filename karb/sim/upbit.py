@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from karb.sim import faults, wsfeed
+from karb.sim import faults, late, wsfeed
 from karb.sim.auth import hash_source_from_body, hash_source_from_query
 from karb.sim.engine import Account, Order, VenueError
 from karb.sim.market import KOREAN_NAMES
@@ -166,9 +166,13 @@ def build_app(state: VenueState) -> web.Application:
         body = await json_body(request, state.name)
         account = state.authenticate(request, hash_source_from_body(body) or None)
         p = place_params(state, body)
-        order = ex.place(account, p["market"], p["side"], p["ord_type"], p["price"],
-                         p["volume"], p["time_in_force"], p["client_id"])
-        return ok_json(order_json(order), status=201)
+
+        def execute(id_reserved: bool) -> web.Response:
+            order = ex.place(account, p["market"], p["side"], p["ord_type"], p["price"],
+                             p["volume"], p["time_in_force"], p["client_id"], id_reserved)
+            return ok_json(order_json(order), status=201)
+
+        return await late.place(state, account, p["client_id"], execute)
 
     def find(request: web.Request, account: Account) -> Order:
         uuid_, ident = request.query.get("uuid"), request.query.get("identifier")
@@ -181,7 +185,7 @@ def build_app(state: VenueState) -> web.Application:
 
     async def delete_order(request: web.Request) -> web.Response:
         account = auth(request)
-        order = ex.cancel(account, find(request, account))
+        order = late.cancel(state, account, find(request, account))
         return ok_json(order_json(order, state="wait"))  # as accepted; final state comes later
 
     def states_of(request: web.Request, default: tuple[str, ...]) -> tuple[str, ...]:

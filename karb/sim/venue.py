@@ -7,9 +7,9 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import jwt
 from aiohttp import web
@@ -21,6 +21,8 @@ from karb.sim.market import MarketModel
 from karb.sim.ratelimit import BithumbLimiter, UpbitLimiter, bithumb_category, upbit_group
 
 KST_OFFSET_S = 9 * 3600
+DelayAnswer = Literal["504", "hold"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,6 +36,13 @@ class Faults:
     ws_stalled: bool = False
     malformed_next: int = 0
     clock_skew_ms: int = 0
+    # delay_execution: the next ``delay_next`` order POSTs reach the engine ``delay_ms`` late,
+    # answered with a 504 at once or only once carried out ("hold").
+    delay_next: int = 0
+    delay_ms: int = 0
+    delay_answer: DelayAnswer = "504"
+    not_ready_next: int = 0  # Bithumb: the next n lookups/cancels answer 422 order_not_ready
+    cancel_race_next: int = 0  # the next n cancels of an open order meet its complete fill
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -54,9 +63,30 @@ class VenueState:
     upbit_limiter: UpbitLimiter | None = None
     bithumb_limiter: BithumbLimiter | None = None
 
+    # Work that outlives the request that started it (delayed order executions): owned here so a
+    # client hanging up (aiohttp cancels its handler) cannot stop it; cancelled at server stop.
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
     def __post_init__(self) -> None:
         self.upbit_limiter = UpbitLimiter(self.sim.rate_limits)
         self.bithumb_limiter = BithumbLimiter(self.sim.rate_limits)
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a venue error of a late order is its answer, not a crash
+
+    async def stop_background(self) -> None:
+        tasks = list(self.background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def now_ns(self) -> int:
         return time.time_ns() + self.faults.clock_skew_ms * 1_000_000

@@ -74,9 +74,10 @@ async def private_get(session: aiohttp.ClientSession, base: str, path: str,
 
 
 async def private_post(session: aiohttp.ClientSession, base: str, path: str, body: dict[str, Any],
-                       venue: str = "upbit", **token_kw: Any) -> aiohttp.ClientResponse:
-    return await session.post(f"{base}{path}", json=body, headers={
-        "Authorization": token(body_query(body), venue, **token_kw)})
+                       venue: str = "upbit", timeout: aiohttp.ClientTimeout | None = None,
+                       **token_kw: Any) -> aiohttp.ClientResponse:
+    return await session.post(f"{base}{path}", json=body, timeout=timeout or session.timeout,
+                              headers={"Authorization": token(body_query(body), venue, **token_kw)})
 
 
 def legacy_headers(endpoint: str, body: str, access: str = ACCESS, secret: str = SECRET,
