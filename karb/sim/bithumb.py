@@ -14,12 +14,25 @@ from typing import Any
 
 from aiohttp import web
 
-from karb.sim import bithumb_legacy, faults, late, wsfeed
+from karb.sim import bithumb_legacy, faults, frames, late, wsfeed
 from karb.sim.auth import hash_source_from_body, hash_source_from_query
 from karb.sim.engine import Account, Order, VenueError
 from karb.sim.market import KOREAN_NAMES
-from karb.sim.upbit import accounts_json, chance_json, order_json, orderbook_rows, place_params
-from karb.sim.venue import VenueState, error_json, json_body, kst_iso, ok_json, venue_middleware
+from karb.sim.v1render import (
+    accounts_json,
+    chance_json,
+    order_json,
+    orderbook_rows,
+    place_params,
+)
+from karb.sim.venue import (
+    VenueState,
+    error_json,
+    json_body,
+    kst_iso,
+    ok_json,
+    venue_middleware,
+)
 
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
@@ -65,7 +78,7 @@ def build_app(state: VenueState) -> web.Application:
         markets = markets_or_error(request)
         if isinstance(markets, web.Response):
             return markets
-        return ok_json([wsfeed.ticker_fields(state, m) for m in markets])
+        return ok_json([frames.ticker_fields(state, m) for m in markets])
 
     async def orderbook(request: web.Request) -> web.Response:
         markets = markets_or_error(request)

@@ -10,15 +10,27 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl
 
 import jwt
 from aiohttp import web
+from multidict import MultiDict, MultiMapping
 
 from karb.config import SimConfig, SimVenueConfig
-from karb.sim.auth import NonceStore, verify_jwt
+from karb.sim.auth import (
+    NonceStore,
+    hash_source_from_body,
+    hash_source_from_query,
+    verify_jwt,
+)
 from karb.sim.engine import Account, Exchange, VenueError
 from karb.sim.market import MarketModel
-from karb.sim.ratelimit import BithumbLimiter, UpbitLimiter, bithumb_category, upbit_group
+from karb.sim.ratelimit import (
+    BithumbLimiter,
+    UpbitLimiter,
+    bithumb_category,
+    upbit_group,
+)
 
 KST_OFFSET_S = 9 * 3600
 DelayAnswer = Literal["504", "hold"]
@@ -153,6 +165,39 @@ async def json_body(request: web.Request, venue: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise VenueError(400, "invalid_parameter", "the body must be a JSON object")
     return body
+
+
+async def request_params(request: web.Request, venue: str
+                         ) -> tuple[MultiMapping[str], list[tuple[str, str]], str | None]:
+    """A GET/DELETE's parameters (as a mapping and as ordered pairs) and the string its JWT
+    ``query_hash`` covers.
+
+    From the query string when there is one. Otherwise from the body, as pyupbit sends them
+    (``GET /v1/order`` with a form body, ``DELETE /v1/order`` with a JSON body, no query) and
+    as Upbit serves them: a JSON body hashes as ``k=v&…`` in body order (the POST rule), a
+    form body as the bytes received (pyupbit hashes ``urlencode(...)`` with only ``[]``
+    decoded, which is exactly what it sends).
+    """
+    if request.query_string or not request.can_read_body:
+        pairs = list(request.query.items())
+        return request.query, pairs, hash_source_from_query(request.query_string) or None
+    raw = await request.read()
+    if not raw:
+        return request.query, [], None
+    if request.content_type == "application/json":
+        body = json.loads(raw) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise VenueError(400, "validation_error" if venue == "upbit" else "invalid_parameter",
+                             "the body must be a JSON object")
+        pairs = []
+        for key, value in body.items():
+            values = value if isinstance(value, list) else [value]
+            name = f"{key}[]" if isinstance(value, list) and not key.endswith("[]") else key
+            pairs.extend((name, "" if v is None else str(v)) for v in values)
+        return MultiDict(pairs), pairs, hash_source_from_body(body) or None
+    text = raw.decode(errors="replace")
+    pairs = parse_qsl(text, keep_blank_values=True)
+    return MultiDict(pairs), pairs, text or None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
