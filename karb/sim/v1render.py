@@ -68,8 +68,10 @@ def chance_json(state: VenueState, account: Account, market: str) -> dict[str, A
 
 
 def markets_param(state: VenueState, request: web.Request) -> list[str]:
-    raw = request.query.get("markets", "")
-    markets = [m.strip() for m in raw.split(",") if m.strip()]
+    """``markets=A,B`` or, as pyupbit sends a list through requests, ``markets=A&markets=B``
+    (the venue serves both)."""
+    markets = [m.strip() for raw in request.query.getall("markets", [])
+               for m in raw.split(",") if m.strip()]
     if not markets:
         raise VenueError(400, 400, "markets is required")  # type: ignore[arg-type]
     if any(m not in state.model.markets for m in markets):

@@ -46,6 +46,7 @@ class Session:
         self.level = 0
         self.malformed_pending = 0
         self.last_trade_seq: dict[str, int] = {}
+        self.tick_types: list[str] = []  # pubwss ticker: the tickTypes asked for
         # Streams with their own protocol (Bithumb's pubwss) publish through this hook.
         self.on_step: Callable[[set[str]], None] | None = None
         self.outbox: asyncio.Queue[bytes | str | None] = asyncio.Queue(OUTBOX_LIMIT)
@@ -104,6 +105,10 @@ def parse_request(text: str, family: str, private: bool) -> tuple[dict[str, list
         raise VenueError(400, "WRONG_FORMAT", "request must be a JSON array of objects")
     if not any("ticket" in i for i in items):
         raise VenueError(400, "NO_TICKET", "ticket is required")
+    # Flags as each venue documents them (exchanges.md §1.5, §2.5, §7): Upbit only snake_case,
+    # Bithumb only camelCase (NA saw snake_case ignored there). A flag in the other spelling is
+    # an unknown field and ignored — so pyupbit's camelCase ``isOnlyRealtime`` on Upbit gets
+    # the SNAPSHOT first, as we take the real venue to do (it documents no camelCase).
     snap_key, real_key = (("isOnlySnapshot", "isOnlyRealtime") if family == "bithumb"
                           else ("is_only_snapshot", "is_only_realtime"))
     allowed = PRIVATE_TYPES if private else PUBLIC_TYPES

@@ -8,8 +8,8 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -91,3 +91,37 @@ def legacy_headers(endpoint: str, body: str, access: str = ACCESS, secret: str =
 
 def no_limits() -> RateLimitConfig:
     return RateLimitConfig(enabled=False)
+
+
+@contextmanager
+def sim_in_thread(**overrides: Any) -> Iterator[tuple[SimServer, dict[str, Endpoint]]]:
+    """The simulator on its own event loop in a thread, for synchronous third-party clients
+    (and for ones that fork a process while the test waits). Stopped even on failure."""
+    import asyncio
+    import threading
+
+    holder: dict[str, Any] = {}
+    ready, stop = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            try:
+                async with running_sim(**overrides) as (server, endpoints):
+                    holder["sim"] = (server, endpoints)
+                    ready.set()
+                    while not stop.is_set():
+                        await asyncio.sleep(0.02)
+            except BaseException as exc:  # reported to the test thread below
+                holder["error"] = exc
+                ready.set()
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, name="sim", daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(15) or "error" in holder:
+            raise RuntimeError(f"the simulator did not start: {holder.get('error')!r}")
+        yield holder["sim"]
+    finally:
+        stop.set()
+        thread.join(15)
