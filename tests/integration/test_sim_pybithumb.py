@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-pybithumb = pytest.importorskip("pybithumb")
-import pybithumb.core  # noqa: E402
-import pybithumb.websocket  # noqa: E402
-import websockets  # noqa: E402
+pytest.importorskip("pybithumb")
+import pybithumb
+import pybithumb.core
+import pybithumb.websocket
+import websockets
 
-from tests.integration.simkit import ACCESS, SECRET, sim_in_thread  # noqa: E402
+from tests.integration.simkit import ACCESS, SECRET, sim_in_thread
 
 PUBWSS = "wss://pubwss.bithumb.com/pub/ws"
 
@@ -41,7 +42,7 @@ def test_pybithumb_public_calls(bithumb_sim: Any) -> None:
     assert pybithumb.get_current_price("BTC") > 0
     every = pybithumb.get_current_price("ALL")
     assert float(every["ETH"]["closing_price"]) > 0
-    o, h, low, c = pybithumb.get_ohlc("BTC")["BTC"]
+    _, h, low, c = pybithumb.get_ohlc("BTC")["BTC"]
     assert low <= c <= h
     assert len(pybithumb.get_market_detail("BTC")) == 5
     book = pybithumb.get_orderbook("BTC", limit=10)

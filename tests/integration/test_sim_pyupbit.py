@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 
-pyupbit = pytest.importorskip("pyupbit")
-import pyupbit.request_api  # noqa: E402
-import pyupbit.websocket_api  # noqa: E402
-import requests  # noqa: E402
-import websockets  # noqa: E402
+pytest.importorskip("pyupbit")
+import pyupbit
+import pyupbit.request_api
+import pyupbit.websocket_api
+import requests
+import websockets
 
-from tests.integration.simkit import ACCESS, SECRET, running_sim, sim_in_thread  # noqa: E402
+from tests.integration.simkit import ACCESS, SECRET, running_sim, sim_in_thread
 
 UPBIT_REST, UPBIT_WS = "https://api.upbit.com", "wss://api.upbit.com/websocket/v1"
 
