@@ -175,6 +175,9 @@ def build_app(state: VenueState) -> web.Application:
     async def websocket(request: web.Request) -> web.StreamResponse:
         return await wsfeed.serve(request, state, "bithumb", private=False)
 
+    async def websocket_private(request: web.Request) -> web.StreamResponse:
+        return await wsfeed.serve(request, state, "bithumb", private=True)
+
     async def not_found(request: web.Request) -> web.Response:
         return error_json(404, "not_found", f"no such endpoint {request.path}")
 
@@ -191,7 +194,10 @@ def build_app(state: VenueState) -> web.Application:
     r.add_delete("/v2/order", delete_order_v2)
     r.add_get("/v1/orders", list_orders)
     r.add_get("/websocket/v1", websocket)
+    # Private streams only on v2 (myOrder v2 fields); /websocket/v1/private ended 2026-10.
+    r.add_get("/websocket/v2/private", websocket_private)
     bithumb_legacy.add_routes(app, state)
     faults.add_routes(app, state)
     r.add_route("*", "/v2/{tail:.*}", not_found)
+    ex.listeners.append(lambda order, fill: wsfeed.publish_order_event(state, order, fill))
     return app

@@ -156,3 +156,30 @@ def my_asset_frame(state: VenueState, account: Account, currencies: list[str]) -
 
 def _utc(ms: int, fmt: str) -> str:
     return time.strftime(fmt, time.gmtime(ms / 1000))
+
+
+def bithumb_my_order_frame(state: VenueState, order: Order, fill: Fill | None) -> dict[str, Any]:
+    """Bithumb's myOrder v2 (``/websocket/v2/private``; v1 private ended 2026-10): Upbit's
+    fields renamed as the migration guide lists them (exchanges.md §2.5, §7): ``uuid→order_id``,
+    ``trade_uuid→trade_id``, ``ask_bid→side`` (``buy``/``sell``), ``price→order_price`` and
+    ``trade_price``, ``volume→quantity``, plus ``client_order_id``. Fields the guide does not
+    rename keep Upbit's names."""
+    out: dict[str, Any] = {}
+    for key, value in my_order_frame(state, order, fill).items():
+        if key == "uuid":
+            out["order_id"] = value
+        elif key == "trade_uuid":
+            out["trade_id"] = value
+        elif key == "ask_bid":
+            out["side"] = "buy" if value == "BID" else "sell"
+        elif key == "price":
+            out["order_price"] = order.price
+            out["trade_price"] = fill.price if fill is not None else None
+        elif key == "volume":
+            out["quantity"] = value
+        elif key == "identifier":
+            out["client_order_id"] = value
+        else:
+            out[key] = value
+    return out
+

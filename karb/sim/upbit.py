@@ -7,6 +7,7 @@ use numeric names).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -15,11 +16,27 @@ from karb.exchanges.ticks import krw_tick
 from karb.sim import faults, frames, upbit_private, wsfeed
 from karb.sim.market import KOREAN_NAMES
 from karb.sim.v1render import markets_param, orderbook_rows
-from karb.sim.venue import VenueState, error_json, num, ok_json, venue_middleware
+from karb.sim.venue import Handler, VenueState, error_json, num, ok_json, venue_middleware
+
+
+# Since 2026-11-16 Upbit rejects malformed paths (exchanges.md §7) instead of routing them
+# leniently, and asks clients to branch on ``error.name``. The stored sources name no error for
+# it: we answer 400 ``invalid_path``. Malformed: an empty segment (``//v1/deposits``, as
+# pyupbit's get_deposit_list builds it), a trailing slash, ``.``/``..`` segments, or characters
+# outside the venue's path alphabet.
+PATH_CHARS = re.compile(r"^(/[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)?)+$")
+
+
+@web.middleware
+async def reject_malformed_paths(request: web.Request, handler: Handler) -> web.StreamResponse:
+    raw = request.rel_url.raw_path
+    if not raw.startswith("/_sim/") and not PATH_CHARS.match(raw):
+        return error_json(400, "invalid_path", f"malformed request path {raw!r}")
+    return await handler(request)
 
 
 def build_app(state: VenueState) -> web.Application:
-    app = web.Application(middlewares=[venue_middleware(state)])
+    app = web.Application(middlewares=[reject_malformed_paths, venue_middleware(state)])
 
     async def market_all(request: web.Request) -> web.Response:
         details = request.query.get("is_details") == "true"

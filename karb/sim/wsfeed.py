@@ -130,7 +130,11 @@ def parse_request(text: str, family: str, private: bool) -> tuple[dict[str, list
             market, _, depth = str(code).partition(".")
             n = int(depth) if depth.isdigit() else 30
             parsed.append((market, n if n in DEPTHS else 30))
-        subs[kind] = parsed
+        # Several items of one type in one request are merged (ccxt.pro's Upbit sends one item
+        # per symbol; PR #26954's live capture shows all of them streaming); the request as a
+        # whole replaces the previous subscription (``serve``).
+        merged = subs.setdefault(kind, [])
+        merged.extend(code for code in parsed if code not in merged)
         if item.get(snap_key):
             only_snap.add(kind)
         if item.get(real_key):
@@ -195,7 +199,9 @@ def publish_order_event(state: VenueState, order: Order, fill: Fill | None) -> N
             continue
         codes = [c for c, _ in session.subs.get("myOrder", [])]
         if "myOrder" in session.subs and (not codes or order.market in codes):
-            session.send(session.encode(frames.my_order_frame(state, order, fill)))
+            render = (frames.bithumb_my_order_frame if session.family == "bithumb"
+                      else frames.my_order_frame)
+            session.send(session.encode(render(state, order, fill)))
         if "myAsset" in session.subs:
             session.send(session.encode(frames.my_asset_frame(state, session.account,
                                                        [order.quote, order.base])))

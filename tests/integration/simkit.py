@@ -23,17 +23,18 @@ ACCESS, SECRET = "sim-access", "sim-secret"
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
 
 
-def sim_config(**overrides: Any) -> Config:
+def sim_config(markets: list[str] | None = None, **overrides: Any) -> Config:
     sim = {"step_ms": 50, "dislocation": {"rate_per_min": 0.0}, **overrides}
     import msgspec
-    return Config(actors=[ActorSpec(name="sim", kind="sim")], markets=MARKETS,
+    return Config(actors=[ActorSpec(name="sim", kind="sim")], markets=markets or MARKETS,
                   sim=msgspec.convert(sim, SimConfig))
 
 
 @asynccontextmanager
-async def running_sim(**overrides: Any) -> AsyncIterator[tuple[SimServer, dict[str, Endpoint]]]:
+async def running_sim(markets: list[str] | None = None,
+                      **overrides: Any) -> AsyncIterator[tuple[SimServer, dict[str, Endpoint]]]:
     import asyncio
-    server = SimServer(sim_config(**overrides))
+    server = SimServer(sim_config(markets, **overrides))
     endpoints = await server.start()
     market = asyncio.create_task(server.run_market())
     try:
