@@ -58,7 +58,7 @@ def hash_source_from_query(raw_query: str) -> str:
 
 def hash_source_from_body(body: dict[str, Any]) -> str:
     """A JSON body as ``k=v&…`` in body order; arrays repeat ``k[]=v``."""
-    parts = []
+    parts: list[str] = []
     for key, value in body.items():
         if isinstance(value, list):
             parts.extend(f"{key}[]={_scalar(v)}" for v in value)
@@ -143,7 +143,7 @@ def verify_legacy(headers: Any, endpoint: str, body: str, accounts: dict[str, Ac
     except ValueError:
         raise LegacyAuthError("5100", "Bad Request.(Auth Data)") from None
     if skew > LEGACY_MAX_SKEW_MS:
-        raise LegacyAuthError("5100", "Bad Request.(Request Time:reqTime%s/nowTime%d)" % (nonce, now_ms))
+        raise LegacyAuthError("5100", f"Bad Request.(Request Time:reqTime{nonce}/nowTime{now_ms})")
     if not hmac.compare_digest(sign, legacy_signature(account.secret_key, endpoint, body, nonce)):
         raise LegacyAuthError("5100", "Bad Request.(Auth Data)")
     return account

@@ -56,7 +56,7 @@ def _ticker_data(state: VenueState, market: str) -> dict[str, Any]:
 
 
 def _book_side(levels: list[list[float]], count: int) -> list[dict[str, str]]:
-    return [{"price": num(p), "quantity": num(q)} for p, q in levels[:count]]  # type: ignore[misc]
+    return [{"price": num(p), "quantity": num(q)} for p, q in levels[:count]]
 
 
 def add_routes(app: web.Application, state: VenueState) -> None:
@@ -150,7 +150,7 @@ def add_routes(app: web.Application, state: VenueState) -> None:
             except LegacyAuthError as exc:
                 return _fail(exc.status, exc.message)
             except VenueError as exc:
-                return _fail("5600" if exc.status != 404 else "5600", exc.message)
+                return _fail("5600", exc.message)  # legacy answers every order refusal with 5600
             except (KeyError, ValueError) as exc:
                 return _fail("5500", f"Invalid Parameter ({exc})")
         return wrapped
@@ -345,7 +345,7 @@ async def serve_pubwss(request: web.Request, state: VenueState) -> web.StreamRes
         while True:
             try:
                 msg = await ws.receive(timeout=state.sim.ws_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)

@@ -49,8 +49,7 @@ def bithumb_category(method: str, path: str) -> tuple[str, int]:
     if path.startswith("/public/") or any(path.startswith(f"/v1/{p}") for p in
                                           ("market", "ticker", "orderbook", "trades", "candles")):
         return path.split("/")[2] if path.startswith("/v1/") else "public", BITHUMB_PUBLIC_PER_S
-    if method in ("POST",) and ("orders" in path or path.startswith("/trade/place")
-                                or path.startswith("/trade/market")):
+    if method == "POST" and ("orders" in path or path.startswith(("/trade/place", "/trade/market"))):
         return "order", BITHUMB_PRIVATE_PER_S
     if method == "DELETE" or path.startswith("/trade/cancel") or path.endswith("/cancel"):
         return "cancel", BITHUMB_PRIVATE_PER_S

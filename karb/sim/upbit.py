@@ -16,8 +16,14 @@ from karb.exchanges.ticks import krw_tick
 from karb.sim import faults, frames, upbit_private, wsfeed
 from karb.sim.market import KOREAN_NAMES
 from karb.sim.v1render import markets_param, orderbook_rows
-from karb.sim.venue import Handler, VenueState, error_json, num, ok_json, venue_middleware
-
+from karb.sim.venue import (
+    Handler,
+    VenueState,
+    error_json,
+    num,
+    ok_json,
+    venue_middleware,
+)
 
 # Since 2026-11-16 Upbit rejects malformed paths (exchanges.md §7) instead of routing them
 # leniently, and asks clients to branch on ``error.name``. The stored sources name no error for

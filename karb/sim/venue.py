@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 from urllib.parse import parse_qsl
 
 import jwt
@@ -115,6 +115,14 @@ def kst_iso(ts_ns: int) -> str:
     """``2026-11-21T18:40:02+09:00``: how both venues print ``created_at``."""
     t = time.gmtime(ts_ns // 1_000_000_000 + KST_OFFSET_S)
     return time.strftime("%Y-%m-%dT%H:%M:%S+09:00", t)
+
+
+@overload
+def num(value: float) -> str: ...
+@overload
+def num(value: None) -> None: ...
+@overload
+def num(value: float | None) -> str | None: ...
 
 
 def num(value: float | None) -> str | None:

@@ -85,7 +85,7 @@ class Session:
             pass
         try:
             await asyncio.wait_for(writer, 1.0)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except (TimeoutError, ConnectionError, RuntimeError):
             writer.cancel()
         await self.ws.close()
 
@@ -123,6 +123,8 @@ def parse_request(text: str, family: str, private: bool) -> tuple[dict[str, list
         if kind not in allowed:
             raise VenueError(400, "INVALID_PARAM", f"type {kind} is not available here")
         codes = item.get("codes")
+        if kind == "myOrder" and codes is None:
+            codes = []  # optional for myOrder: every market
         if kind != "myAsset" and (not isinstance(codes, list) or (not codes and kind != "myOrder")):
             raise VenueError(400, "NO_CODES", "codes is required")
         parsed = []
@@ -227,7 +229,7 @@ async def serve(request: web.Request, state: VenueState, family: str, private: b
         while True:
             try:
                 msg = await ws.receive(timeout=state.sim.ws_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break  # idle: the venues close such connections
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
