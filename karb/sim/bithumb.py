@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from karb.sim import bithumb_legacy, faults, frames, late, wsfeed
+from karb.sim import bithumb_legacy, faults, frames, late, transfer_api, wsfeed
 from karb.sim.auth import hash_source_from_body, hash_source_from_query
 from karb.sim.engine import Account, Order, VenueError
 from karb.sim.market import KOREAN_NAMES
@@ -197,6 +197,8 @@ def build_app(state: VenueState) -> web.Application:
     # Private streams only on v2 (myOrder v2 fields); /websocket/v1/private ended 2026-10.
     r.add_get("/websocket/v2/private", websocket_private)
     bithumb_legacy.add_routes(app, state)
+    if state.transfers is not None:
+        transfer_api.add_routes(app, state, state.transfers)
     faults.add_routes(app, state)
     r.add_route("*", "/v2/{tail:.*}", not_found)
     ex.listeners.append(lambda order, fill: wsfeed.publish_order_event(state, order, fill))

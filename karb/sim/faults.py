@@ -35,7 +35,11 @@
     POST /_sim/faults/clear                    clears every fault above
     POST /_sim/dislocate {"market": "KRW-BTC", "bps": 80, "duration_ms": 3000}
     GET  /_sim/orders                          every order this venue ever accepted
-    GET  /_sim/accounts                        balances per access key
+    GET  /_sim/accounts                        balances per access key: free, locked and
+        in_transit (withdrawn from here, not yet credited on the other venue)
+    POST /_sim/faults/withdraw_next {"action": "stuck"|"reject"|"fail", "count": k}
+    POST /_sim/faults/deposit_delay {"ms": n, "count": k}
+    GET  /_sim/transfers                       every withdrawal and deposit (karb.sim.transfers)
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any
 
 from aiohttp import web
 
+from karb.sim import transfer_api
 from karb.sim.engine import Order, OrderFault
 from karb.sim.venue import VenueState, num, ok_json
 
@@ -151,6 +156,8 @@ def add_routes(app: web.Application, state: VenueState) -> None:
         state.faults.clear()
         state.exchange.next_order_faults.clear()
         state.exchange.invisible_ms = 0
+        if state.transfers is not None:
+            transfer_api.clear_faults(state.transfers)
         return ok_json({"cleared": True})
 
     async def dislocate(request: web.Request) -> web.Response:
@@ -166,9 +173,15 @@ def add_routes(app: web.Application, state: VenueState) -> None:
         return ok_json([order_record(o) for o in state.exchange.orders.values()])
 
     async def accounts(request: web.Request) -> web.Response:
-        return ok_json({key: {cur: {"free": b.free, "locked": b.locked}
-                              for cur, b in account.balances.items()}
-                        for key, account in state.exchange.accounts.items()})
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for key, account in state.exchange.accounts.items():
+            transit = (state.transfers.in_transit(state.name, key)
+                       if state.transfers is not None else {})
+            for cur in transit:
+                account.balance(cur)
+            out[key] = {cur: {"free": b.free, "locked": b.locked, "in_transit": transit.get(cur, 0.0)}
+                        for cur, b in account.balances.items()}
+        return ok_json(out)
 
     app.router.add_post("/_sim/faults/ws_drop", ws_drop)
     app.router.add_post("/_sim/faults/ws_stall", ws_stall)

@@ -13,6 +13,7 @@ from karb.config import Config, SimAccountConfig, SimConfig
 from karb.sim import bithumb, upbit, wsfeed
 from karb.sim.engine import Account, Balance, Exchange
 from karb.sim.market import VENUES, MarketModel, default_price
+from karb.sim.transfers import TransferNetwork
 from karb.sim.venue import VenueState
 
 log = logging.getLogger("karb.sim")
@@ -61,6 +62,9 @@ class SimServer:
             state = VenueState(venue, vcfg, self.sim, self.model, exchange)
             state_ref.append(state)
             self.venues[venue] = state
+        self.transfers = TransferNetwork(self.sim.transfers, self.venues)
+        for state in self.venues.values():
+            state.transfers = self.transfers
         self._runners: list[web.AppRunner] = []
         # Where in each step a (venue, market) frame goes out: evenly spread, fixed per run.
         slots = [(v, m) for m in self.markets for v in VENUES]

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from karb.exchanges.ticks import krw_tick
-from karb.sim import faults, frames, upbit_private, wsfeed
+from karb.sim import faults, frames, transfer_api, upbit_private, wsfeed
 from karb.sim.market import KOREAN_NAMES
 from karb.sim.v1render import markets_param, orderbook_rows
 from karb.sim.venue import (
@@ -96,6 +96,8 @@ def build_app(state: VenueState) -> web.Application:
     r.add_get("/websocket/v1", websocket)
     r.add_get("/websocket/v1/private", websocket_private)
     upbit_private.add_routes(app, state)
+    if state.transfers is not None:
+        transfer_api.add_routes(app, state, state.transfers)
     faults.add_routes(app, state)
     state.exchange.listeners.append(lambda order, fill: wsfeed.publish_order_event(state, order, fill))
     return app

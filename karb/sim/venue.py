@@ -74,6 +74,9 @@ class VenueState:
     memo: dict[str, Any] = field(default_factory=dict)
     upbit_limiter: UpbitLimiter | None = None
     bithumb_limiter: BithumbLimiter | None = None
+    # The coin-transfer network both venues share (karb.sim.transfers.TransferNetwork; typed
+    # loosely here because it imports this module).
+    transfers: Any = None
 
     # Work that outlives the request that started it (delayed order executions): owned here so a
     # client hanging up (aiohttp cancels its handler) cannot stop it; cancelled at server stop.
