@@ -26,6 +26,7 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from karb.sim.engine import Account, VenueError
+from karb.sim.rules import dialect
 
 # The simulator's demo secrets (sim-secret) are short on purpose; PyJWT would warn on every check.
 warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
@@ -102,7 +103,7 @@ def verify_jwt(authorization: str | None, hash_source: str | None, accounts: dic
     nonce = claims.get("nonce")
     if not nonce:
         raise _fail("invalid_query_payload", "nonce is required")
-    if venue == "bithumb":
+    if dialect(venue).jwt_timestamp:
         stamp = claims.get("timestamp")
         if not isinstance(stamp, int):
             raise _fail("invalid_query_payload", "timestamp is required")

@@ -10,15 +10,13 @@ error name; each API module renders them in its own wire shape.
 
 from __future__ import annotations
 
-import itertools
 import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from karb.exchanges.ticks import on_tick
 from karb.sim.market import MarketModel
+from karb.sim.rules import dialect, on_tick
 
 VOLUME_PLACES = 8
 
@@ -121,19 +119,15 @@ class Exchange:
         self.next_order_faults: list[OrderFault] = []
         self.listeners: list[OrderListener] = []
         self.invisible_ms = 0  # new orders stay out of lookups this long (``/_sim/`` fault)
-        self._ids = itertools.count(1_799_231)
+        self.dialect = dialect(venue)
 
     # -- ids ------------------------------------------------------------------------------------
 
     def new_order_id(self) -> str:
-        if self.venue == "bithumb":  # Bithumb's own shape, e.g. C0101000000001799231
-            return f"C0101{next(self._ids):015d}"
-        return str(uuid.uuid4())
+        return self.dialect.new_order_id()
 
     def _trade_id(self) -> str:
-        if self.venue == "bithumb":
-            return f"T0101{next(self._ids):015d}"
-        return str(uuid.uuid4())
+        return self.dialect.new_trade_id()
 
     # -- placing --------------------------------------------------------------------------------
 
@@ -181,35 +175,29 @@ class Exchange:
             return "done" if order.remaining_funds < 1 else "cancel"
         if order.remaining_volume <= 1e-12:
             return "done"
-        if self.venue == "bithumb" and order.executed_volume > 0:
-            return "done"
-        return "cancel"
+        return self.dialect.ioc_partial_state if order.executed_volume > 0 else "cancel"
 
     def _dup_error(self, client_id: str) -> VenueError:
-        if self.venue == "bithumb":
-            return VenueError(400, "invalid_parameter", f"client_order_id {client_id} already exists")
-        return VenueError(400, "validation_error", f"identifier {client_id} is already used")
+        name, message = self.dialect.dup_client_id
+        return VenueError(400, name, message.format(cid=client_id))
 
     def _validate(self, market: str, side: str, ord_type: str, price: float | None,
                   volume: float | None, tif: str | None) -> None:
+        bad = self.dialect.param_error
         if market not in self.model.markets:
-            raise VenueError(400, "invalid_parameter" if self.venue == "bithumb" else "validation_error",
-                             f"market {market} does not exist")
+            raise VenueError(400, bad, f"market {market} does not exist")
         if side not in ("bid", "ask"):
-            raise VenueError(400, "validation_error" if self.venue == "upbit" else "invalid_parameter",
-                             "side is missing, side does not have a valid value")
+            raise VenueError(400, bad, "side is missing, side does not have a valid value")
         shapes = {"limit": price is not None and volume is not None,
                   "price": side == "bid" and price is not None and volume is None,
                   "market": side == "ask" and volume is not None and price is None}
         if not shapes.get(ord_type, False):
-            raise VenueError(400, "validation_error" if self.venue == "upbit" else "invalid_parameter",
-                             f"ord_type {ord_type} does not fit side/price/volume")
+            raise VenueError(400, bad, f"ord_type {ord_type} does not fit side/price/volume")
         if tif not in (None, "ioc", "fok", "post_only"):
             raise VenueError(400, "validation_error", f"time_in_force {tif} is not supported")
         for value in (price, volume):
             if value is not None and (not math.isfinite(value) or value <= 0):
-                raise VenueError(400, "validation_error" if self.venue == "upbit" else "invalid_parameter",
-                                 "price and volume must be positive numbers")
+                raise VenueError(400, bad, "price and volume must be positive numbers")
         if volume is not None and round(volume, VOLUME_PLACES) != volume:
             raise VenueError(400, "validation_error", f"volume has more than {VOLUME_PLACES} decimals")
         if ord_type == "limit" and price is not None and not on_tick(Decimal(repr(price))):
@@ -224,7 +212,7 @@ class Exchange:
         else:
             total = order.volume * best_bid  # type: ignore[operator]
         if total < self.min_total:
-            name = f"under_min_total_{side}" if self.venue == "upbit" else f"under_price_limit_{side}"
+            name = self.dialect.under_min_error.format(side=side)
             raise VenueError(400, name, f"최소주문금액 이상으로 주문해주세요 ({self.min_total:g} KRW)")
         if side == "bid":
             need = total * (1 + self.fee_rate)
@@ -362,18 +350,12 @@ class Exchange:
         return order
 
     def _not_cancellable(self, order: Order) -> VenueError:
-        """A cancel of an order that is already final. Upbit names a filled one ``done_order``
-        (seen in third-party client code branching on it; not in the stored docs) and answers
-        400; its cancelled one stays ``validation_error``. Bithumb documents no name for this
-        case: we answer 400 ``order_not_ready`` "already done" — the documented name, but 400,
-        not the transient 422 the ``order_not_ready`` fault sends (retry that one; this one is
-        final)."""
+        """A cancel of an order that is already final (names: ``rules.Dialect.not_cancellable``)."""
         message = f"order {order.id} is already {order.state}"
-        if self.venue == "bithumb":
-            return VenueError(400, "order_not_ready", message)
+        when_done, when_cancelled = self.dialect.not_cancellable
         if order.state == "done":
-            return VenueError(400, "done_order", f"이미 체결된 주문입니다. ({message})")
-        return VenueError(400, "validation_error", message)
+            return VenueError(400, when_done, f"이미 체결된 주문입니다. ({message})")
+        return VenueError(400, when_cancelled, message)
 
     def find(self, account: Account, order_id: str | None = None,
              client_id: str | None = None) -> Order:

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from karb.sim.engine import Account, Fill, Order
+from karb.sim.rules import dialect
 from karb.sim.venue import VenueState
 
 SIMPLE_KEYS = {
@@ -52,14 +53,14 @@ def orderbook_frame(state: VenueState, market: str, depth: int, stream: str, lev
                     rest: bool = False) -> dict[str, Any]:
     book = state.model.book(state.name, market)
     # Bithumb's WebSocket sends at most 15 levels; its REST book of one market has 30.
-    cap = min(depth, 15 if state.name == "bithumb" and not rest else 30)
+    cap = min(depth, 30 if rest else dialect(state.name).ws_max_levels)
     bids, asks = book.bids[:cap], book.asks[:cap]
     units = []
     for i in range(max(len(bids), len(asks))):
         ask = asks[i] if i < len(asks) else (0, 0)
         bid = bids[i] if i < len(bids) else (0, 0)
         units.append({"ask_price": ask[0], "bid_price": bid[0], "ask_size": ask[1], "bid_size": bid[1]})
-    ts = state.now_ms() * (1000 if state.name == "bithumb" else 1)  # Bithumb WS: microseconds
+    ts = state.now_ms() * dialect(state.name).ws_ts_per_ms  # Bithumb WS: microseconds
     return {"type": "orderbook", "code": market, "timestamp": ts,
             "total_ask_size": round(sum(a[1] for a in asks), 8),
             "total_bid_size": round(sum(b[1] for b in bids), 8),

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from karb.config import SimCoinTransferConfig, SimTransfersConfig
 from karb.sim.engine import Account, VenueError
+from karb.sim.rules import dialect
 from karb.sim.venue import (
     VenueState,
     num,
@@ -159,7 +160,7 @@ class TransferNetwork:
             raise VenueError(400, "under_min_amount",
                              f"minimum withdrawal is {num(coin.minimum)} {currency} (sim)")
         krw = amount * self._price(venue, currency)
-        if venue == "bithumb" and krw >= self.cfg.travel_rule_krw:
+        if dialect(venue).travel_rule_fields and krw >= self.cfg.travel_rule_krw:
             missing = [f for f in TRAVEL_FIELDS if not body.get(f)]
             corporate = body.get("receiver_type") == "corporate"
             if corporate:

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from karb.exchanges.ticks import krw_tick
 from karb.sim import faults, frames, transfer_api, upbit_private, wsfeed
 from karb.sim.market import KOREAN_NAMES
+from karb.sim.rules import tick
 from karb.sim.v1render import markets_param, orderbook_rows
 from karb.sim.venue import (
     Handler,
@@ -78,7 +78,7 @@ def build_app(state: VenueState) -> web.Application:
 
     async def instruments(request: web.Request) -> web.Response:
         return ok_json([{"market": m, "quote_currency": "KRW",
-                         "tick_size": num(krw_tick(state.model.book(state.name, m).best_bid())),
+                         "tick_size": num(tick(state.model.book(state.name, m).best_bid())),
                          "supported_levels": ["0"]} for m in markets_param(state, request)])
 
     async def websocket(request: web.Request) -> web.StreamResponse:

@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from karb.exchanges.ticks import krw_tick
 from karb.sim import frames
 from karb.sim.engine import Account, Order, VenueError
+from karb.sim.rules import dialect, tick
 from karb.sim.venue import VenueState, kst_iso, num, parse_float
 
 
@@ -48,7 +48,7 @@ def accounts_json(account: Account) -> list[dict[str, Any]]:
 def chance_json(state: VenueState, account: Account, market: str) -> dict[str, Any]:
     base, quote = market.split("-", 1)[1], market.split("-", 1)[0]
     fee = num(state.exchange.fee_rate)
-    tick = num(krw_tick(state.model.book(state.name, market).best_bid() or 1))
+    unit = num(tick(state.model.book(state.name, market).best_bid() or 1))
 
     def acct(cur: str) -> dict[str, Any]:
         b = account.balance(cur)
@@ -61,8 +61,8 @@ def chance_json(state: VenueState, account: Account, market: str) -> dict[str, A
             "market": {"id": market, "name": f"{base}/{quote}", "order_types": ["limit"],
                        "order_sides": ["ask", "bid"], "bid_types": ["limit", "price"],
                        "ask_types": ["limit", "market"],
-                       "bid": {"currency": quote, "price_unit": tick, "min_total": minimum},
-                       "ask": {"currency": base, "price_unit": tick, "min_total": minimum},
+                       "bid": {"currency": quote, "price_unit": unit, "min_total": minimum},
+                       "ask": {"currency": base, "price_unit": unit, "min_total": minimum},
                        "max_total": "1000000000", "state": "active"},
             "bid_account": acct(quote), "ask_account": acct(base)}
 
@@ -93,8 +93,7 @@ def place_params(state: VenueState, body: dict[str, Any], type_key: str = "ord_t
                  id_key: str = "identifier") -> dict[str, Any]:
     market = body.get("market")
     if not isinstance(market, str):
-        raise VenueError(400, "validation_error" if state.name == "upbit" else "invalid_parameter",
-                         "market is missing")
+        raise VenueError(400, dialect(state.name).param_error, "market is missing")
     client_id = body.get(id_key)
     return {"market": market, "side": body.get("side"), "ord_type": body.get(type_key),
             "price": parse_float(body, "price", state.name),

@@ -31,6 +31,7 @@ from karb.sim.ratelimit import (
     bithumb_category,
     upbit_group,
 )
+from karb.sim.rules import dialect
 
 KST_OFFSET_S = 9 * 3600
 DelayAnswer = Literal["504", "hold"]
@@ -155,11 +156,9 @@ def parse_float(params: dict[str, Any], key: str, venue: str) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise VenueError(400, "validation_error" if venue == "upbit" else "invalid_parameter",
-                         f"{key} is not a number") from None
+        raise VenueError(400, dialect(venue).param_error, f"{key} is not a number") from None
     if not math.isfinite(number):
-        raise VenueError(400, "validation_error" if venue == "upbit" else "invalid_parameter",
-                         f"{key} is not a finite number")
+        raise VenueError(400, dialect(venue).param_error, f"{key} is not a finite number")
     return number
 
 
@@ -171,10 +170,10 @@ async def json_body(request: web.Request, venue: str) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:
-        raise VenueError(400, "invalid_parameter" if venue == "bithumb" else "validation_error",
+        raise VenueError(400, dialect(venue).param_error,
                          "the body is not JSON (form bodies are not supported)") from None
     if not isinstance(body, dict):
-        raise VenueError(400, "invalid_parameter", "the body must be a JSON object")
+        raise VenueError(400, dialect(venue).param_error, "the body must be a JSON object")
     return body
 
 
@@ -198,8 +197,7 @@ async def request_params(request: web.Request, venue: str
     if request.content_type == "application/json":
         body = json.loads(raw) if raw.strip() else {}
         if not isinstance(body, dict):
-            raise VenueError(400, "validation_error" if venue == "upbit" else "invalid_parameter",
-                             "the body must be a JSON object")
+            raise VenueError(400, dialect(venue).param_error, "the body must be a JSON object")
         pairs = []
         for key, value in body.items():
             values = value if isinstance(value, list) else [value]
@@ -254,7 +252,7 @@ def venue_middleware(state: VenueState) -> Any:
 
 
 def _too_many(venue: str) -> web.Response:
-    if venue == "upbit":
+    if dialect(venue).plain_text_429:
         return web.Response(status=429, text="Too many API requests.")
     return error_json(429, "too_many_requests", "Too many requests.")
 

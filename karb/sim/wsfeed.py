@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 
 from karb.sim import frames
 from karb.sim.engine import Account, Fill, Order, VenueError
+from karb.sim.rules import dialect
 from karb.sim.venue import VenueState
 
 OUTBOX_LIMIT = 10_000
@@ -30,6 +31,8 @@ _JSON = msgspec.json.Encoder()
 DEPTHS = (1, 5, 15, 30)
 PUBLIC_TYPES = ("orderbook", "ticker", "trade")
 PRIVATE_TYPES = ("myOrder", "myAsset")
+# myOrder per venue: Upbit's fields, Bithumb's v2 renames (frames.bithumb_my_order_frame).
+MY_ORDER_FRAMES = {"upbit": frames.my_order_frame, "bithumb": frames.bithumb_my_order_frame}
 
 class Session:
     """One WebSocket connection and what it subscribed to."""
@@ -109,12 +112,11 @@ def parse_request(text: str, family: str, private: bool) -> tuple[dict[str, list
     # Bithumb only camelCase (NA saw snake_case ignored there). A flag in the other spelling is
     # an unknown field and ignored — so pyupbit's camelCase ``isOnlyRealtime`` on Upbit gets
     # the SNAPSHOT first, as we take the real venue to do (it documents no camelCase).
-    snap_key, real_key = (("isOnlySnapshot", "isOnlyRealtime") if family == "bithumb"
-                          else ("is_only_snapshot", "is_only_realtime"))
+    snap_key, real_key = dialect(family).ws_flags
     allowed = PRIVATE_TYPES if private else PUBLIC_TYPES
     subs: dict[str, list[tuple[str, int]]] = {}
     only_snap, only_real = set(), set()
-    fmt, level = "DEFAULT", (1 if family == "bithumb" else 0)
+    fmt, level = "DEFAULT", dialect(family).ws_default_level
     types = [i for i in items if "type" in i]
     if not types:
         raise VenueError(400, "NO_TYPE", "type is required")
@@ -201,9 +203,7 @@ def publish_order_event(state: VenueState, order: Order, fill: Fill | None) -> N
             continue
         codes = [c for c, _ in session.subs.get("myOrder", [])]
         if "myOrder" in session.subs and (not codes or order.market in codes):
-            render = (frames.bithumb_my_order_frame if session.family == "bithumb"
-                      else frames.my_order_frame)
-            session.send(session.encode(render(state, order, fill)))
+            session.send(session.encode(MY_ORDER_FRAMES[session.family](state, order, fill)))
         if "myAsset" in session.subs:
             session.send(session.encode(frames.my_asset_frame(state, session.account,
                                                        [order.quote, order.base])))
