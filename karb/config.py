@@ -173,6 +173,11 @@ class SimTransfersConfig(_Section):
             raise ValueError("processing_s and default_confirm_s must not be negative")
 
 
+# The simulator's demo account when ``sim.accounts`` lists none: test data, not secrets.
+SIM_DEMO_ACCESS_KEY = "sim-access"
+SIM_DEMO_SECRET_KEY = "sim-secret"
+
+
 class SimConfig(_Section):
     """The built-in exchange simulator (``python -m karb.sim`` or the ``sim`` actor)."""
 
@@ -196,6 +201,13 @@ class SimConfig(_Section):
 
     def __post_init__(self) -> None:
         _positive(self, "step_ms", "ws_idle_timeout_s")
+
+    def demo_keys(self) -> tuple[str, str]:
+        """(access, secret) of the account clients use against the simulator: the first one
+        listed, else the built-in demo account."""
+        if self.accounts:
+            return self.accounts[0].access_key, self.accounts[0].secret_key
+        return SIM_DEMO_ACCESS_KEY, SIM_DEMO_SECRET_KEY
 
 
 class ActorSpec(_Section):

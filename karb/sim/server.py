@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from karb.config import Config, SimAccountConfig, SimConfig
+from karb.config import (
+    SIM_DEMO_ACCESS_KEY,
+    SIM_DEMO_SECRET_KEY,
+    Config,
+    SimAccountConfig,
+    SimConfig,
+)
 from karb.sim import bithumb, upbit, wsfeed
 from karb.sim.engine import Account, Balance, Exchange
 from karb.sim.market import VENUES, MarketModel, default_price
@@ -30,7 +36,8 @@ def default_account(markets: list[str], prices: dict[str, float]) -> SimAccountC
         coin = market.split("-", 1)[1]
         price = prices.get(market, default_price(market))
         balances[coin] = 1.0 if coin == "BTC" else round(DEFAULT_COIN_VALUE_KRW / price, 4)
-    return SimAccountConfig(access_key="sim-access", secret_key="sim-secret", balances=balances)
+    return SimAccountConfig(access_key=SIM_DEMO_ACCESS_KEY, secret_key=SIM_DEMO_SECRET_KEY,
+                            balances=balances)
 
 
 @dataclass
