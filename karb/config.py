@@ -142,6 +142,45 @@ class RateLimitConfig(_Section):
     upbit_418_block_s: float = 5.0
 
 
+class SimCoinTransferConfig(_Section):
+    """One coin's withdrawal terms on the simulated venues (both venues charge the same)."""
+
+    fee: float  # in the coin, taken from the withdrawing account on top of the amount
+    minimum: float  # in the coin
+    confirm_s: float = 3.0  # from the withdrawal's DONE to the deposit's ACCEPTED
+    net_type: str = ""  # "" = the currency code (BTC on BTC, XRP on XRP, …)
+
+    def __post_init__(self) -> None:
+        if self.fee < 0 or self.minimum < 0 or self.confirm_s < 0:
+            raise ValueError("fee, minimum and confirm_s must not be negative")
+
+
+class SimTransfersConfig(_Section):
+    """Coin transfers between the two simulated venues: a withdrawal from one becomes a deposit
+    on the other. Real venues take minutes (BTC ~30-60 min, XRP ~1 min); tests use seconds."""
+
+    # WAITING → PROCESSING and PROCESSING → DONE each take this long.
+    processing_s: float = 1.0
+    # Coins not listed below: confirm after this, fee worth ~fee_krw and minimum worth
+    # ~minimum_krw at the coin's starting price.
+    default_confirm_s: float = 3.0
+    default_fee_krw: float = 1_000.0
+    default_minimum_krw: float = 5_000.0
+    # Withdrawals worth at least this need the travel-rule receiver data (Bithumb's fields;
+    # Upbit's allow-listed addresses carry it).
+    travel_rule_krw: float = 1_000_000.0
+    coins: dict[str, SimCoinTransferConfig] = {}
+
+    def __post_init__(self) -> None:
+        if self.processing_s < 0 or self.default_confirm_s < 0:
+            raise ValueError("processing_s and default_confirm_s must not be negative")
+
+
+# The simulator's demo account when ``sim.accounts`` lists none: test data, not secrets.
+SIM_DEMO_ACCESS_KEY = "sim-access"
+SIM_DEMO_SECRET_KEY = "sim-secret"
+
+
 class SimConfig(_Section):
     """The built-in exchange simulator (``python -m karb.sim`` or the ``sim`` actor)."""
 
@@ -161,9 +200,17 @@ class SimConfig(_Section):
     # Spread each market's frames across the step (fixed offsets per market), as venues publish
     # a book when it changes; false sends every market's frame at the same instant.
     stagger_markets: bool = True
+    transfers: SimTransfersConfig = msgspec.field(default_factory=SimTransfersConfig)
 
     def __post_init__(self) -> None:
         _positive(self, "step_ms", "ws_idle_timeout_s")
+
+    def demo_keys(self) -> tuple[str, str]:
+        """(access, secret) of the account clients use against the simulator: the first one
+        listed, else the built-in demo account."""
+        if self.accounts:
+            return self.accounts[0].access_key, self.accounts[0].secret_key
+        return SIM_DEMO_ACCESS_KEY, SIM_DEMO_SECRET_KEY
 
 
 class ActorSpec(_Section):

@@ -20,7 +20,8 @@ from karb.config import SimConfig
 from karb.exchanges.upbit.ws import parse_orderbook
 from karb.sim.market import MarketModel
 from karb.sim.venue import VenueState
-from karb.sim.wsfeed import Session, orderbook_frame
+from karb.sim.frames import orderbook_frame
+from karb.sim.wsfeed import Session
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -55,11 +55,8 @@ def resolve(config: Config, venue: VenueConfig) -> Credentials:
         if config.sim is None:
             raise ConfigError(f"{where}.credentials: 'sim' needs a sim: section; use 'env' for "
                               "real exchanges")
-        # Imported here so that clients of real venues never load the simulator.
-        from karb.sim.server import default_account
-        account = (config.sim.accounts[0] if config.sim.accounts
-                   else default_account(list(config.markets), config.sim.prices))
-        return Credentials(Secret(account.access_key), Secret(account.secret_key))
+        access, secret = config.sim.demo_keys()  # config data: the simulator is not loaded
+        return Credentials(Secret(access), Secret(secret))
     values = []
     for key in ("access_key_env", "secret_key_env"):
         name = getattr(venue, key)

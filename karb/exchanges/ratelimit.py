@@ -16,9 +16,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# group → venue limit per second. Upbit (exchanges.md §1.6), Bithumb (§2.6, per category).
+# group → venue limit per second. Upbit (exchanges.md §1.6; "order" 12/s since 2026-08-21,
+# order-test stays 8/s), Bithumb (§2.6, per category).
 UPBIT_GROUPS = {"market": 10, "candle": 10, "trade": 10, "ticker": 10, "orderbook": 10,
-                "default": 30, "order": 8, "order-test": 8}
+                "default": 30, "order": 12, "order-test": 8}
 BITHUMB_GROUPS = {"public": 150, "private": 140, "order": 140, "cancel": 140}
 
 _REMAINING_REQ = re.compile(r"group=([\w-]+);.*sec=(\d+)")

@@ -26,6 +26,7 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from karb.sim.engine import Account, VenueError
+from karb.sim.rules import dialect
 
 # The simulator's demo secrets (sim-secret) are short on purpose; PyJWT would warn on every check.
 warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
@@ -58,7 +59,7 @@ def hash_source_from_query(raw_query: str) -> str:
 
 def hash_source_from_body(body: dict[str, Any]) -> str:
     """A JSON body as ``k=v&…`` in body order; arrays repeat ``k[]=v``."""
-    parts = []
+    parts: list[str] = []
     for key, value in body.items():
         if isinstance(value, list):
             parts.extend(f"{key}[]={_scalar(v)}" for v in value)
@@ -102,7 +103,7 @@ def verify_jwt(authorization: str | None, hash_source: str | None, accounts: dic
     nonce = claims.get("nonce")
     if not nonce:
         raise _fail("invalid_query_payload", "nonce is required")
-    if venue == "bithumb":
+    if dialect(venue).jwt_timestamp:
         stamp = claims.get("timestamp")
         if not isinstance(stamp, int):
             raise _fail("invalid_query_payload", "timestamp is required")
@@ -143,7 +144,7 @@ def verify_legacy(headers: Any, endpoint: str, body: str, accounts: dict[str, Ac
     except ValueError:
         raise LegacyAuthError("5100", "Bad Request.(Auth Data)") from None
     if skew > LEGACY_MAX_SKEW_MS:
-        raise LegacyAuthError("5100", "Bad Request.(Request Time:reqTime%s/nowTime%d)" % (nonce, now_ms))
+        raise LegacyAuthError("5100", f"Bad Request.(Request Time:reqTime{nonce}/nowTime{now_ms})")
     if not hmac.compare_digest(sign, legacy_signature(account.secret_key, endpoint, body, nonce)):
         raise LegacyAuthError("5100", "Bad Request.(Auth Data)")
     return account

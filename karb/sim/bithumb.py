@@ -14,12 +14,25 @@ from typing import Any
 
 from aiohttp import web
 
-from karb.sim import bithumb_legacy, faults, wsfeed
+from karb.sim import bithumb_legacy, faults, frames, late, transfer_api, wsfeed
 from karb.sim.auth import hash_source_from_body, hash_source_from_query
 from karb.sim.engine import Account, Order, VenueError
 from karb.sim.market import KOREAN_NAMES
-from karb.sim.upbit import accounts_json, chance_json, order_json, orderbook_rows, place_params
-from karb.sim.venue import VenueState, error_json, json_body, kst_iso, ok_json, venue_middleware
+from karb.sim.v1render import (
+    accounts_json,
+    chance_json,
+    order_json,
+    orderbook_rows,
+    place_params,
+)
+from karb.sim.venue import (
+    VenueState,
+    error_json,
+    json_body,
+    kst_iso,
+    ok_json,
+    venue_middleware,
+)
 
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
@@ -65,7 +78,7 @@ def build_app(state: VenueState) -> web.Application:
         markets = markets_or_error(request)
         if isinstance(markets, web.Response):
             return markets
-        return ok_json([wsfeed.ticker_fields(state, m) for m in markets])
+        return ok_json([frames.ticker_fields(state, m) for m in markets])
 
     async def orderbook(request: web.Request) -> web.Response:
         markets = markets_or_error(request)
@@ -87,9 +100,13 @@ def build_app(state: VenueState) -> web.Application:
         body = await json_body(request, state.name)
         account = state.authenticate(request, hash_source_from_body(body) or None)
         p = place_params(state, body, "ord_type", "client_order_id")
-        order = ex.place(account, p["market"], p["side"], p["ord_type"], p["price"], p["volume"],
-                         p["time_in_force"], p["client_id"])
-        return ok_json(bithumb_order_json(order), status=201)
+
+        def execute(id_reserved: bool) -> web.Response:
+            order = ex.place(account, p["market"], p["side"], p["ord_type"], p["price"],
+                             p["volume"], p["time_in_force"], p["client_id"], id_reserved)
+            return ok_json(bithumb_order_json(order), status=201)
+
+        return await late.place(state, account, p["client_id"], execute)
 
     async def post_order_v2(request: web.Request) -> web.Response:
         body = await json_body(request, state.name)
@@ -98,17 +115,23 @@ def build_app(state: VenueState) -> web.Application:
         if p["client_id"] is not None and not CLIENT_ORDER_ID.match(p["client_id"]):
             raise VenueError(400, "invalid_parameter",
                              "client_order_id must be 1-36 characters of [A-Za-z0-9_-]")
-        order = ex.place(account, p["market"], p["side"], p["ord_type"], p["price"], p["volume"],
-                         p["time_in_force"], p["client_id"])
-        return ok_json({"order_id": order.id, "client_order_id": order.client_id,
-                        "market": order.market, "side": order.side, "order_type": order.ord_type,
-                        "created_at": kst_iso(order.created_ns), "stp_type": None}, status=201)
+
+        def execute(id_reserved: bool) -> web.Response:
+            order = ex.place(account, p["market"], p["side"], p["ord_type"], p["price"],
+                             p["volume"], p["time_in_force"], p["client_id"], id_reserved)
+            return ok_json({"order_id": order.id, "client_order_id": order.client_id,
+                            "market": order.market, "side": order.side,
+                            "order_type": order.ord_type,
+                            "created_at": kst_iso(order.created_ns), "stp_type": None}, status=201)
+
+        return await late.place(state, account, p["client_id"], execute)
 
     async def get_order(request: web.Request) -> web.Response:
         account = auth(request)
         uuid_, coid = request.query.get("uuid"), request.query.get("client_order_id")
         if not uuid_ and not coid:
             raise VenueError(400, "invalid_parameter", "uuid or client_order_id is required")
+        late.check_ready(state)
         order = ex.find(account, order_id=uuid_, client_id=None if uuid_ else coid)
         return ok_json(bithumb_order_json(order, with_trades=True))
 
@@ -117,7 +140,8 @@ def build_app(state: VenueState) -> web.Application:
         uuid_ = request.query.get("uuid")
         if not uuid_:
             raise VenueError(400, "invalid_parameter", "uuid is required (client ids: DELETE /v2/order)")
-        order = ex.cancel(account, ex.find(account, order_id=uuid_))
+        late.check_ready(state)
+        order = late.cancel(state, account, ex.find(account, order_id=uuid_))
         body = bithumb_order_json(order)
         body["state"] = "wait"
         return ok_json(body)
@@ -127,7 +151,9 @@ def build_app(state: VenueState) -> web.Application:
         oid, coid = request.query.get("order_id"), request.query.get("client_order_id")
         if not oid and not coid:
             raise VenueError(400, "invalid_parameter", "order_id or client_order_id is required")
-        order = ex.cancel(account, ex.find(account, order_id=oid, client_id=None if oid else coid))
+        late.check_ready(state)
+        order = late.cancel(state, account,
+                            ex.find(account, order_id=oid, client_id=None if oid else coid))
         return ok_json({"order_id": order.id, "client_order_id": order.client_id,
                         "created_at": kst_iso(order.created_ns)})
 
@@ -149,6 +175,9 @@ def build_app(state: VenueState) -> web.Application:
     async def websocket(request: web.Request) -> web.StreamResponse:
         return await wsfeed.serve(request, state, "bithumb", private=False)
 
+    async def websocket_private(request: web.Request) -> web.StreamResponse:
+        return await wsfeed.serve(request, state, "bithumb", private=True)
+
     async def not_found(request: web.Request) -> web.Response:
         return error_json(404, "not_found", f"no such endpoint {request.path}")
 
@@ -165,7 +194,12 @@ def build_app(state: VenueState) -> web.Application:
     r.add_delete("/v2/order", delete_order_v2)
     r.add_get("/v1/orders", list_orders)
     r.add_get("/websocket/v1", websocket)
+    # Private streams only on v2 (myOrder v2 fields); /websocket/v1/private ended 2026-10.
+    r.add_get("/websocket/v2/private", websocket_private)
     bithumb_legacy.add_routes(app, state)
+    if state.transfers is not None:
+        transfer_api.add_routes(app, state, state.transfers)
     faults.add_routes(app, state)
     r.add_route("*", "/v2/{tail:.*}", not_found)
+    ex.listeners.append(lambda order, fill: wsfeed.publish_order_event(state, order, fill))
     return app

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from karb.sim import late
 from karb.sim.auth import LegacyAuthError, verify_legacy
 from karb.sim.engine import Account, Order, VenueError
 from karb.sim.market import Book
@@ -24,6 +26,16 @@ from karb.sim.wsfeed import Session
 
 STATUS = {"wait": "Pending", "done": "Completed", "cancel": "Cancel"}
 PUBWSS_TYPES = ("ticker", "transaction", "orderbookdepth", "orderbooksnapshot")
+TICK_TYPES = ("30M", "1H", "12H", "24H", "MID")
+
+
+CANDLE_INTERVALS_S = {"1m": 60, "3m": 180, "5m": 300, "10m": 600, "30m": 1800, "1h": 3600,
+                      "6h": 21600, "12h": 43200, "24h": 86400}
+
+
+def _kst(ms: int) -> str:
+    """``2020-04-23 10:32:37``: legacy prints KST wall time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000 + 9 * 3600))
 
 
 def _fail(status: str, message: str) -> web.Response:
@@ -44,7 +56,7 @@ def _ticker_data(state: VenueState, market: str) -> dict[str, Any]:
 
 
 def _book_side(levels: list[list[float]], count: int) -> list[dict[str, str]]:
-    return [{"price": num(p), "quantity": num(q)} for p, q in levels[:count]]  # type: ignore[misc]
+    return [{"price": num(p), "quantity": num(q)} for p, q in levels[:count]]
 
 
 def add_routes(app: web.Application, state: VenueState) -> None:
@@ -93,6 +105,37 @@ def add_routes(app: web.Application, state: VenueState) -> None:
             "order_currency": market.split("-")[1], "bids": _book_side(book.bids, count),
             "asks": _book_side(book.asks, count)}})
 
+    async def transaction_history(request: web.Request) -> web.Response:
+        market = market_of(request.match_info["pair"])
+        if market is None:
+            return _fail("5500", "Invalid Parameter")
+        count = min(max(int(request.query.get("count", "20") or 20), 1), 100)
+        trades = state.model.state[(state.name, market)].trades[-count:]
+        return ok_json({"status": "0000", "data": [
+            {"transaction_date": _kst(t.ts_ms), "type": t.side, "units_traded": num(t.volume),
+             "price": num(t.price), "total": num(t.price * t.volume)} for t in trades]})
+
+    async def candlestick(request: web.Request) -> web.Response:
+        """``[ms, open, close, high, low, volume]`` rows (v1.2.0 order) from the trades the
+        model kept; a market with none yet gets one candle from its ticker."""
+        market = market_of(request.match_info["pair"])
+        interval_s = CANDLE_INTERVALS_S.get(request.match_info["interval"])
+        if market is None or interval_s is None:
+            return _fail("5500", "Invalid Parameter")
+        rows: dict[int, list[float]] = {}
+        for t in state.model.state[(state.name, market)].trades:
+            start = t.ts_ms // (interval_s * 1000) * interval_s * 1000
+            row = rows.setdefault(start, [t.price, t.price, t.price, t.price, 0.0])
+            row[1], row[2], row[3] = t.price, max(row[2], t.price), min(row[3], t.price)
+            row[4] += t.volume
+        if not rows:
+            tk = state.model.ticker(state.name, market)
+            now = state.now_ms() // (interval_s * 1000) * interval_s * 1000
+            rows[now] = [tk.opening_price, tk.trade_price, tk.high_price, tk.low_price,
+                         tk.acc_trade_volume]
+        return ok_json({"status": "0000", "data": [
+            [start, *(num(v) for v in row)] for start, row in sorted(rows.items())]})
+
     async def private(request: web.Request, body: dict[str, str]) -> tuple[Account, dict[str, str]]:
         raw = (await request.read()).decode()
         params = dict(parse_qsl(raw, keep_blank_values=True))
@@ -107,7 +150,7 @@ def add_routes(app: web.Application, state: VenueState) -> None:
             except LegacyAuthError as exc:
                 return _fail(exc.status, exc.message)
             except VenueError as exc:
-                return _fail("5600" if exc.status != 404 else "5600", exc.message)
+                return _fail("5600", exc.message)  # legacy answers every order refusal with 5600
             except (KeyError, ValueError) as exc:
                 return _fail("5500", f"Invalid Parameter ({exc})")
         return wrapped
@@ -117,6 +160,13 @@ def add_routes(app: web.Application, state: VenueState) -> None:
         if market not in state.model.markets:
             raise ValueError(f"unknown market {market}")
         return market
+
+    async def account_info(account: Account, params: dict[str, str]) -> web.Response:
+        coin = params.get("order_currency", "BTC").upper()
+        return ok_json({"status": "0000", "data": {
+            "created": "1546239000000", "account_id": account.access_key,
+            "order_currency": coin, "payment_currency": params.get("payment_currency", "KRW"),
+            "trade_fee": num(ex.fee_rate), "balance": num(account.balance(coin).free)}})
 
     async def balance(account: Account, params: dict[str, str]) -> web.Response:
         wanted = params.get("currency", "ALL").upper()
@@ -134,10 +184,10 @@ def add_routes(app: web.Application, state: VenueState) -> None:
         return ok_json({"status": "0000", "data": data})
 
     async def place(account: Account, params: dict[str, str]) -> web.Response:
-        side = params["type"]
-        order = ex.place(account, market_param(params), side, "limit", float(params["price"]),
-                         float(params["units"]), None, None)
-        return ok_json({"status": "0000", "order_id": order.id})
+        side, market = params["type"], market_param(params)
+        price, units = float(params["price"]), float(params["units"])
+        return await late.place(state, account, None, lambda _: placed(ex.place(
+            account, market, side, "limit", price, units, None, None)))
 
     async def market_buy(account: Account, params: dict[str, str]) -> web.Response:
         market = market_param(params)
@@ -149,19 +199,22 @@ def add_routes(app: web.Application, state: VenueState) -> None:
             need -= take
             if need <= 1e-12:
                 break
-        order = ex.place(account, market, "bid", "price", round(budget), None, None, None)
-        return ok_json({"status": "0000", "order_id": order.id})
+        return await late.place(state, account, None, lambda _: placed(ex.place(
+            account, market, "bid", "price", round(budget), None, None, None)))
 
     async def market_sell(account: Account, params: dict[str, str]) -> web.Response:
-        order = ex.place(account, market_param(params), "ask", "market", None,
-                         float(params["units"]), None, None)
+        market, units = market_param(params), float(params["units"])
+        return await late.place(state, account, None, lambda _: placed(ex.place(
+            account, market, "ask", "market", None, units, None, None)))
+
+    def placed(order: Order) -> web.Response:
         return ok_json({"status": "0000", "order_id": order.id})
 
     def own(account: Account, params: dict[str, str]) -> Order:
         return ex.find(account, order_id=params["order_id"])
 
     async def cancel(account: Account, params: dict[str, str]) -> web.Response:
-        ex.cancel(account, own(account, params))
+        late.cancel(state, account, own(account, params))
         return ok_json({"status": "0000"})
 
     async def order_detail(account: Account, params: dict[str, str]) -> web.Response:
@@ -196,6 +249,9 @@ def add_routes(app: web.Application, state: VenueState) -> None:
     r = app.router
     r.add_get("/public/ticker/{pair}", ticker)
     r.add_get("/public/orderbook/{pair}", orderbook)
+    r.add_get("/public/transaction_history/{pair}", transaction_history)
+    r.add_get("/public/candlestick/{pair}/{interval}", candlestick)
+    r.add_post("/info/account", handler(account_info))
     r.add_post("/info/balance", handler(balance))
     r.add_post("/trade/place", handler(place))
     r.add_post("/trade/market_buy", handler(market_buy))
@@ -255,16 +311,18 @@ def pubwss_step(session: Session, changed: set[str]) -> None:
                     "bids": [[num(p), num(q)] for p, q in book.bids[:30]]}}))
             elif kind == "ticker":
                 t = state.model.ticker(state.name, market)
-                session.send(json.dumps({"type": "ticker", "content": {
-                    "symbol": symbol, "tickType": "24H", "openPrice": num(t.opening_price),
-                    "closePrice": num(t.trade_price), "lowPrice": num(t.low_price),
-                    "highPrice": num(t.high_price), "value": num(t.acc_trade_price),
-                    "volume": num(t.acc_trade_volume), "prevClosePrice": num(t.prev_closing_price),
-                    "chgRate": f"{(t.trade_price / t.prev_closing_price - 1) * 100:.2f}",
-                    "chgAmt": num(t.trade_price - t.prev_closing_price)}}))
+                for tick_type in session.tick_types or ["24H"]:  # one frame per tickType asked
+                    session.send(json.dumps({"type": "ticker", "content": {
+                        "symbol": symbol, "tickType": tick_type, "openPrice": num(t.opening_price),
+                        "closePrice": num(t.trade_price), "lowPrice": num(t.low_price),
+                        "highPrice": num(t.high_price), "value": num(t.acc_trade_price),
+                        "volume": num(t.acc_trade_volume),
+                        "prevClosePrice": num(t.prev_closing_price),
+                        "chgRate": f"{(t.trade_price / t.prev_closing_price - 1) * 100:.2f}",
+                        "chgAmt": num(t.trade_price - t.prev_closing_price)}}))
             elif kind == "transaction":
                 trades = state.model.state[(state.name, market)].trades
-                last = session.last_trade_seq.get(market, trades[-1].sequential_id if trades else 0)
+                last = session.last_trade_seq.get(market, 0)  # baseline set at subscription
                 fresh = [t for t in trades if t.sequential_id > last]
                 if fresh:
                     session.last_trade_seq[market] = fresh[-1].sequential_id
@@ -287,7 +345,7 @@ async def serve_pubwss(request: web.Request, state: VenueState) -> web.StreamRes
         while True:
             try:
                 msg = await ws.receive(timeout=state.sim.ws_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
@@ -303,7 +361,21 @@ async def serve_pubwss(request: web.Request, state: VenueState) -> web.StreamRes
             except (ValueError, KeyError, TypeError):
                 session.send(json.dumps({"status": "5100", "resmsg": "Invalid Filter Syntax"}))
                 continue
+            tick_types = request_obj.get("tickTypes") or []
+            if kind == "ticker" and (not isinstance(tick_types, list)
+                                     or any(t not in TICK_TYPES for t in tick_types)):
+                session.send(json.dumps({"status": "5100", "resmsg": "Invalid Filter Syntax"}))
+                continue
+            if kind == "ticker":
+                session.tick_types = [str(t) for t in tick_types]
             session.subs[kind] = [(str(s), 0) for s in symbols]
+            if kind == "transaction":  # from now on: trades after the newest one kept
+                for symbol in symbols:
+                    coin, _, quote = str(symbol).partition("_")
+                    vm = state.model.state.get((state.name, f"{quote}-{coin}"))
+                    if vm is not None:
+                        session.last_trade_seq[f"{quote}-{coin}"] = (
+                            vm.trades[-1].sequential_id if vm.trades else 0)
             session.send(json.dumps({"status": "0000", "resmsg": "Filter Registered Successfully"}))
     finally:
         state.sockets.discard(session)

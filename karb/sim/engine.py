@@ -10,15 +10,13 @@ error name; each API module renders them in its own wire shape.
 
 from __future__ import annotations
 
-import itertools
 import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from karb.exchanges.ticks import on_tick
 from karb.sim.market import MarketModel
+from karb.sim.rules import dialect, on_tick
 
 VOLUME_PLACES = 8
 
@@ -82,6 +80,8 @@ class Order:
     fills: list[Fill] = field(default_factory=list)
     # For a market buy: KRW not yet spent.
     remaining_funds: float = 0.0
+    # Lookups do not see the order before this time (the ``invisible`` fault: read paths lag).
+    visible_ns: int = 0
 
     @property
     def base(self) -> str:
@@ -118,29 +118,26 @@ class Exchange:
         self.by_client: dict[tuple[str, str], Order] = {}
         self.next_order_faults: list[OrderFault] = []
         self.listeners: list[OrderListener] = []
-        self._ids = itertools.count(1_799_231)
+        self.invisible_ms = 0  # new orders stay out of lookups this long (``/_sim/`` fault)
+        self.dialect = dialect(venue)
 
     # -- ids ------------------------------------------------------------------------------------
 
     def new_order_id(self) -> str:
-        if self.venue == "bithumb":  # Bithumb's own shape, e.g. C0101000000001799231
-            return f"C0101{next(self._ids):015d}"
-        return str(uuid.uuid4())
+        return self.dialect.new_order_id()
 
     def _trade_id(self) -> str:
-        if self.venue == "bithumb":
-            return f"T0101{next(self._ids):015d}"
-        return str(uuid.uuid4())
+        return self.dialect.new_trade_id()
 
     # -- placing --------------------------------------------------------------------------------
 
     def place(self, account: Account, market: str, side: str, ord_type: str,
               price: float | None, volume: float | None, time_in_force: str | None,
-              client_id: str | None) -> Order:
-        if client_id is not None:
-            if client_id in account.client_ids:
-                raise self._dup_error(client_id)
-            account.client_ids.add(client_id)  # burnt even if the order fails below
+              client_id: str | None, id_reserved: bool = False) -> Order:
+        """``id_reserved``: the client id was reserved when the request arrived
+        (:meth:`reserve_client_id`) and the order reaches the engine only now."""
+        if client_id is not None and not id_reserved:
+            self.reserve_client_id(account, client_id)
         self._validate(market, side, ord_type, price, volume, time_in_force)
         book = self.model.book(self.venue, market)
         fault = self.next_order_faults.pop(0) if self.next_order_faults else None
@@ -148,6 +145,7 @@ class Exchange:
             raise VenueError(400, f"create_{side}_error", "주문 생성에 실패했습니다. (simulated)")
         order = Order(self.new_order_id(), client_id, account.access_key, market, side, ord_type,
                       price, volume, time_in_force, self.clock_ns())
+        order.visible_ns = order.created_ns + self.invisible_ms * 1_000_000
         self._check_minimum_and_funds(account, order, book.best_bid())
         self._lock(account, order)
         self.orders[order.id] = order
@@ -163,6 +161,13 @@ class Exchange:
             self._finish(account, order, self._final_state(order))
         return order
 
+    def reserve_client_id(self, account: Account, client_id: str) -> None:
+        """Client ids are unique per account forever: burnt at receipt, even if the order then
+        fails or reaches the engine late (a resend meanwhile is refused as a reused id)."""
+        if client_id in account.client_ids:
+            raise self._dup_error(client_id)
+        account.client_ids.add(client_id)
+
     def _final_state(self, order: Order) -> str:
         """How an order that cannot rest ends: Upbit calls an IOC with a partial fill
         ``cancel``, Bithumb ``done``; a market buy with KRW left over is ``cancel``."""
@@ -170,35 +175,29 @@ class Exchange:
             return "done" if order.remaining_funds < 1 else "cancel"
         if order.remaining_volume <= 1e-12:
             return "done"
-        if self.venue == "bithumb" and order.executed_volume > 0:
-            return "done"
-        return "cancel"
+        return self.dialect.ioc_partial_state if order.executed_volume > 0 else "cancel"
 
     def _dup_error(self, client_id: str) -> VenueError:
-        if self.venue == "bithumb":
-            return VenueError(400, "invalid_parameter", f"client_order_id {client_id} already exists")
-        return VenueError(400, "validation_error", f"identifier {client_id} is already used")
+        name, message = self.dialect.dup_client_id
+        return VenueError(400, name, message.format(cid=client_id))
 
     def _validate(self, market: str, side: str, ord_type: str, price: float | None,
                   volume: float | None, tif: str | None) -> None:
+        bad = self.dialect.param_error
         if market not in self.model.markets:
-            raise VenueError(400, "invalid_parameter" if self.venue == "bithumb" else "validation_error",
-                             f"market {market} does not exist")
+            raise VenueError(400, bad, f"market {market} does not exist")
         if side not in ("bid", "ask"):
-            raise VenueError(400, "validation_error" if self.venue == "upbit" else "invalid_parameter",
-                             "side is missing, side does not have a valid value")
+            raise VenueError(400, bad, "side is missing, side does not have a valid value")
         shapes = {"limit": price is not None and volume is not None,
                   "price": side == "bid" and price is not None and volume is None,
                   "market": side == "ask" and volume is not None and price is None}
         if not shapes.get(ord_type, False):
-            raise VenueError(400, "validation_error" if self.venue == "upbit" else "invalid_parameter",
-                             f"ord_type {ord_type} does not fit side/price/volume")
+            raise VenueError(400, bad, f"ord_type {ord_type} does not fit side/price/volume")
         if tif not in (None, "ioc", "fok", "post_only"):
             raise VenueError(400, "validation_error", f"time_in_force {tif} is not supported")
         for value in (price, volume):
             if value is not None and (not math.isfinite(value) or value <= 0):
-                raise VenueError(400, "validation_error" if self.venue == "upbit" else "invalid_parameter",
-                                 "price and volume must be positive numbers")
+                raise VenueError(400, bad, "price and volume must be positive numbers")
         if volume is not None and round(volume, VOLUME_PLACES) != volume:
             raise VenueError(400, "validation_error", f"volume has more than {VOLUME_PLACES} decimals")
         if ord_type == "limit" and price is not None and not on_tick(Decimal(repr(price))):
@@ -213,7 +212,7 @@ class Exchange:
         else:
             total = order.volume * best_bid  # type: ignore[operator]
         if total < self.min_total:
-            name = f"under_min_total_{side}" if self.venue == "upbit" else f"under_price_limit_{side}"
+            name = self.dialect.under_min_error.format(side=side)
             raise VenueError(400, name, f"최소주문금액 이상으로 주문해주세요 ({self.min_total:g} KRW)")
         if side == "bid":
             need = total * (1 + self.fee_rate)
@@ -332,24 +331,47 @@ class Exchange:
 
     # -- queries --------------------------------------------------------------------------------
 
+    def fill_now(self, order: Order) -> None:
+        """Fill a resting order completely: against the book up to its limit, the rest at its
+        own price (the ``cancel_race`` fault: the fill wins the race with a cancel)."""
+        if order.state != "wait":
+            return
+        account = self.accounts[order.account]
+        self._take(account, order)
+        if order.state == "wait":
+            if order.ord_type == "limit" and order.remaining_volume > 1e-12:
+                self._fill(account, order, order.price, order.remaining_volume, is_maker=True)  # type: ignore[arg-type]
+            self._finish(account, order, "done")
+
     def cancel(self, account: Account, order: Order) -> Order:
         if order.state != "wait":
-            raise VenueError(400, "order_not_ready" if self.venue == "bithumb" else "validation_error",
-                             f"order {order.id} is already {order.state}")
+            raise self._not_cancellable(order)
         self._finish(account, order, "cancel")
         return order
+
+    def _not_cancellable(self, order: Order) -> VenueError:
+        """A cancel of an order that is already final (names: ``rules.Dialect.not_cancellable``)."""
+        message = f"order {order.id} is already {order.state}"
+        when_done, when_cancelled = self.dialect.not_cancellable
+        if order.state == "done":
+            return VenueError(400, when_done, f"이미 체결된 주문입니다. ({message})")
+        return VenueError(400, when_cancelled, message)
 
     def find(self, account: Account, order_id: str | None = None,
              client_id: str | None = None) -> Order:
         order = self.orders.get(order_id) if order_id else (
             self.by_client.get((account.access_key, client_id)) if client_id else None)
-        if order is None or order.account != account.access_key:
+        if order is None or order.account != account.access_key or not self.visible(order):
             raise VenueError(404, "order_not_found", "주문을 찾지 못했습니다.")
         return order
 
+    def visible(self, order: Order) -> bool:
+        return order.visible_ns <= self.clock_ns()
+
     def account_orders(self, account: Account, market: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values()
-                if o.account == account.access_key and (market is None or o.market == market)]
+        now = self.clock_ns()
+        return [o for o in self.orders.values() if o.account == account.access_key
+                and (market is None or o.market == market) and o.visible_ns <= now]
 
     def _notify(self, order: Order, fill: Fill | None) -> None:
         for listener in self.listeners:

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 
 from karb.config import SimConfig
-from karb.exchanges.ticks import krw_tick
+from karb.sim.rules import tick as krw_tick
 
 VENUES = ("upbit", "bithumb")
 LEVELS = 30

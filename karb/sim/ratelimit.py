@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from karb.config import RateLimitConfig
 
-# group → (requests, per seconds)
+# group → (requests, per seconds). Upbit's "order" group (POST orders, cancel_and_new) is 12/s
+# since 2026-08-21 (changelog; exchanges.md §1.6 and §7); order-test stays 8/s.
 UPBIT_LIMITS: dict[str, tuple[int, float]] = {
     "market": (10, 1.0), "candle": (10, 1.0), "trade": (10, 1.0), "ticker": (10, 1.0),
-    "orderbook": (10, 1.0), "default": (30, 1.0), "order": (8, 1.0), "order-test": (8, 1.0),
+    "orderbook": (10, 1.0), "default": (30, 1.0), "order": (12, 1.0), "order-test": (8, 1.0),
     "order-cancel-all": (1, 2.0), "websocket-connect": (5, 1.0),
 }
 BITHUMB_PUBLIC_PER_S = 150
@@ -35,7 +36,7 @@ def upbit_group(method: str, path: str) -> str:
         return "ticker"
     if path.startswith("/v1/orderbook"):
         return "orderbook"
-    if method == "POST" and path == "/v1/orders":
+    if method == "POST" and path in ("/v1/orders", "/v1/orders/cancel_and_new"):
         return "order"
     if method == "POST" and path == "/v1/orders/test":
         return "order-test"
@@ -48,8 +49,7 @@ def bithumb_category(method: str, path: str) -> tuple[str, int]:
     if path.startswith("/public/") or any(path.startswith(f"/v1/{p}") for p in
                                           ("market", "ticker", "orderbook", "trades", "candles")):
         return path.split("/")[2] if path.startswith("/v1/") else "public", BITHUMB_PUBLIC_PER_S
-    if method in ("POST",) and ("orders" in path or path.startswith("/trade/place")
-                                or path.startswith("/trade/market")):
+    if method == "POST" and ("orders" in path or path.startswith(("/trade/place", "/trade/market"))):
         return "order", BITHUMB_PRIVATE_PER_S
     if method == "DELETE" or path.startswith("/trade/cancel") or path.endswith("/cancel"):
         return "cancel", BITHUMB_PRIVATE_PER_S

@@ -9,10 +9,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from karb.config import Config, SimAccountConfig, SimConfig
+from karb.config import (
+    SIM_DEMO_ACCESS_KEY,
+    SIM_DEMO_SECRET_KEY,
+    Config,
+    SimAccountConfig,
+    SimConfig,
+)
 from karb.sim import bithumb, upbit, wsfeed
 from karb.sim.engine import Account, Balance, Exchange
 from karb.sim.market import VENUES, MarketModel, default_price
+from karb.sim.transfers import TransferNetwork
 from karb.sim.venue import VenueState
 
 log = logging.getLogger("karb.sim")
@@ -29,7 +36,8 @@ def default_account(markets: list[str], prices: dict[str, float]) -> SimAccountC
         coin = market.split("-", 1)[1]
         price = prices.get(market, default_price(market))
         balances[coin] = 1.0 if coin == "BTC" else round(DEFAULT_COIN_VALUE_KRW / price, 4)
-    return SimAccountConfig(access_key="sim-access", secret_key="sim-secret", balances=balances)
+    return SimAccountConfig(access_key=SIM_DEMO_ACCESS_KEY, secret_key=SIM_DEMO_SECRET_KEY,
+                            balances=balances)
 
 
 @dataclass
@@ -52,11 +60,18 @@ class SimServer:
                                 {cur: Balance(free=amount) for cur, amount in a.balances.items()})
                         for a in account_cfgs]
             state_ref: list[VenueState] = []
+
+            def clock(ref: list[VenueState] = state_ref) -> int:  # the venue's (skewable) clock
+                return ref[0].now_ns()
+
             exchange = Exchange(venue, self.model, vcfg.fee_rate, vcfg.min_total_krw, accounts,
-                                lambda ref=state_ref: ref[0].now_ns())
+                                clock)
             state = VenueState(venue, vcfg, self.sim, self.model, exchange)
             state_ref.append(state)
             self.venues[venue] = state
+        self.transfers = TransferNetwork(self.sim.transfers, self.venues)
+        for state in self.venues.values():
+            state.transfers = self.transfers
         self._runners: list[web.AppRunner] = []
         # Where in each step a (venue, market) frame goes out: evenly spread, fixed per run.
         slots = [(v, m) for m in self.markets for v in VENUES]
@@ -112,6 +127,7 @@ class SimServer:
 
     async def stop(self) -> None:
         for state in self.venues.values():
+            await state.stop_background()  # delayed order executions not yet carried out
             for session in list(state.sockets):
                 await session.drop()
         for runner in self._runners:

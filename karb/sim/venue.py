@@ -7,20 +7,35 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
+from urllib.parse import parse_qsl
 
 import jwt
 from aiohttp import web
+from multidict import MultiDict, MultiMapping
 
 from karb.config import SimConfig, SimVenueConfig
-from karb.sim.auth import NonceStore, verify_jwt
+from karb.sim.auth import (
+    NonceStore,
+    hash_source_from_body,
+    hash_source_from_query,
+    verify_jwt,
+)
 from karb.sim.engine import Account, Exchange, VenueError
 from karb.sim.market import MarketModel
-from karb.sim.ratelimit import BithumbLimiter, UpbitLimiter, bithumb_category, upbit_group
+from karb.sim.ratelimit import (
+    BithumbLimiter,
+    UpbitLimiter,
+    bithumb_category,
+    upbit_group,
+)
+from karb.sim.rules import dialect
 
 KST_OFFSET_S = 9 * 3600
+DelayAnswer = Literal["504", "hold"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,6 +49,13 @@ class Faults:
     ws_stalled: bool = False
     malformed_next: int = 0
     clock_skew_ms: int = 0
+    # delay_execution: the next ``delay_next`` order POSTs reach the engine ``delay_ms`` late,
+    # answered with a 504 at once or only once carried out ("hold").
+    delay_next: int = 0
+    delay_ms: int = 0
+    delay_answer: DelayAnswer = "504"
+    not_ready_next: int = 0  # Bithumb: the next n lookups/cancels answer 422 order_not_ready
+    cancel_race_next: int = 0  # the next n cancels of an open order meet its complete fill
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -53,10 +75,34 @@ class VenueState:
     memo: dict[str, Any] = field(default_factory=dict)
     upbit_limiter: UpbitLimiter | None = None
     bithumb_limiter: BithumbLimiter | None = None
+    # The coin-transfer network both venues share (karb.sim.transfers.TransferNetwork; typed
+    # loosely here because it imports this module).
+    transfers: Any = None
+
+    # Work that outlives the request that started it (delayed order executions): owned here so a
+    # client hanging up (aiohttp cancels its handler) cannot stop it; cancelled at server stop.
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.upbit_limiter = UpbitLimiter(self.sim.rate_limits)
         self.bithumb_limiter = BithumbLimiter(self.sim.rate_limits)
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a venue error of a late order is its answer, not a crash
+
+    async def stop_background(self) -> None:
+        tasks = list(self.background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def now_ns(self) -> int:
         return time.time_ns() + self.faults.clock_skew_ms * 1_000_000
@@ -73,6 +119,14 @@ def kst_iso(ts_ns: int) -> str:
     """``2026-11-21T18:40:02+09:00``: how both venues print ``created_at``."""
     t = time.gmtime(ts_ns // 1_000_000_000 + KST_OFFSET_S)
     return time.strftime("%Y-%m-%dT%H:%M:%S+09:00", t)
+
+
+@overload
+def num(value: float) -> str: ...
+@overload
+def num(value: None) -> None: ...
+@overload
+def num(value: float | None) -> str | None: ...
 
 
 def num(value: float | None) -> str | None:
@@ -102,11 +156,9 @@ def parse_float(params: dict[str, Any], key: str, venue: str) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise VenueError(400, "validation_error" if venue == "upbit" else "invalid_parameter",
-                         f"{key} is not a number") from None
+        raise VenueError(400, dialect(venue).param_error, f"{key} is not a number") from None
     if not math.isfinite(number):
-        raise VenueError(400, "validation_error" if venue == "upbit" else "invalid_parameter",
-                         f"{key} is not a finite number")
+        raise VenueError(400, dialect(venue).param_error, f"{key} is not a finite number")
     return number
 
 
@@ -118,11 +170,43 @@ async def json_body(request: web.Request, venue: str) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:
-        raise VenueError(400, "invalid_parameter" if venue == "bithumb" else "validation_error",
+        raise VenueError(400, dialect(venue).param_error,
                          "the body is not JSON (form bodies are not supported)") from None
     if not isinstance(body, dict):
-        raise VenueError(400, "invalid_parameter", "the body must be a JSON object")
+        raise VenueError(400, dialect(venue).param_error, "the body must be a JSON object")
     return body
+
+
+async def request_params(request: web.Request, venue: str
+                         ) -> tuple[MultiMapping[str], list[tuple[str, str]], str | None]:
+    """A GET/DELETE's parameters (as a mapping and as ordered pairs) and the string its JWT
+    ``query_hash`` covers.
+
+    From the query string when there is one. Otherwise from the body, as pyupbit sends them
+    (``GET /v1/order`` with a form body, ``DELETE /v1/order`` with a JSON body, no query) and
+    as Upbit serves them: a JSON body hashes as ``k=v&…`` in body order (the POST rule), a
+    form body as the bytes received (pyupbit hashes ``urlencode(...)`` with only ``[]``
+    decoded, which is exactly what it sends).
+    """
+    if request.query_string or not request.can_read_body:
+        pairs = list(request.query.items())
+        return request.query, pairs, hash_source_from_query(request.query_string) or None
+    raw = await request.read()
+    if not raw:
+        return request.query, [], None
+    if request.content_type == "application/json":
+        body = json.loads(raw) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise VenueError(400, dialect(venue).param_error, "the body must be a JSON object")
+        pairs = []
+        for key, value in body.items():
+            values = value if isinstance(value, list) else [value]
+            name = f"{key}[]" if isinstance(value, list) and not key.endswith("[]") else key
+            pairs.extend((name, "" if v is None else str(v)) for v in values)
+        return MultiDict(pairs), pairs, hash_source_from_body(body) or None
+    text = raw.decode(errors="replace")
+    pairs = parse_qsl(text, keep_blank_values=True)
+    return MultiDict(pairs), pairs, text or None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -168,7 +252,7 @@ def venue_middleware(state: VenueState) -> Any:
 
 
 def _too_many(venue: str) -> web.Response:
-    if venue == "upbit":
+    if dialect(venue).plain_text_429:
         return web.Response(status=429, text="Too many API requests.")
     return error_json(429, "too_many_requests", "Too many requests.")
 

@@ -8,8 +8,8 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -23,17 +23,18 @@ ACCESS, SECRET = "sim-access", "sim-secret"
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
 
 
-def sim_config(**overrides: Any) -> Config:
+def sim_config(markets: list[str] | None = None, **overrides: Any) -> Config:
     sim = {"step_ms": 50, "dislocation": {"rate_per_min": 0.0}, **overrides}
     import msgspec
-    return Config(actors=[ActorSpec(name="sim", kind="sim")], markets=MARKETS,
+    return Config(actors=[ActorSpec(name="sim", kind="sim")], markets=markets or MARKETS,
                   sim=msgspec.convert(sim, SimConfig))
 
 
 @asynccontextmanager
-async def running_sim(**overrides: Any) -> AsyncIterator[tuple[SimServer, dict[str, Endpoint]]]:
+async def running_sim(markets: list[str] | None = None,
+                      **overrides: Any) -> AsyncIterator[tuple[SimServer, dict[str, Endpoint]]]:
     import asyncio
-    server = SimServer(sim_config(**overrides))
+    server = SimServer(sim_config(markets, **overrides))
     endpoints = await server.start()
     market = asyncio.create_task(server.run_market())
     try:
@@ -74,9 +75,10 @@ async def private_get(session: aiohttp.ClientSession, base: str, path: str,
 
 
 async def private_post(session: aiohttp.ClientSession, base: str, path: str, body: dict[str, Any],
-                       venue: str = "upbit", **token_kw: Any) -> aiohttp.ClientResponse:
-    return await session.post(f"{base}{path}", json=body, headers={
-        "Authorization": token(body_query(body), venue, **token_kw)})
+                       venue: str = "upbit", timeout: aiohttp.ClientTimeout | None = None,
+                       **token_kw: Any) -> aiohttp.ClientResponse:
+    return await session.post(f"{base}{path}", json=body, timeout=timeout or session.timeout,
+                              headers={"Authorization": token(body_query(body), venue, **token_kw)})
 
 
 def legacy_headers(endpoint: str, body: str, access: str = ACCESS, secret: str = SECRET,
@@ -90,3 +92,37 @@ def legacy_headers(endpoint: str, body: str, access: str = ACCESS, secret: str =
 
 def no_limits() -> RateLimitConfig:
     return RateLimitConfig(enabled=False)
+
+
+@contextmanager
+def sim_in_thread(**overrides: Any) -> Iterator[tuple[SimServer, dict[str, Endpoint]]]:
+    """The simulator on its own event loop in a thread, for synchronous third-party clients
+    (and for ones that fork a process while the test waits). Stopped even on failure."""
+    import asyncio
+    import threading
+
+    holder: dict[str, Any] = {}
+    ready, stop = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            try:
+                async with running_sim(**overrides) as (server, endpoints):
+                    holder["sim"] = (server, endpoints)
+                    ready.set()
+                    while not stop.is_set():
+                        await asyncio.sleep(0.02)
+            except Exception as exc:  # noqa: BLE001 -- any start failure is re-raised in the test thread
+                holder["error"] = exc
+                ready.set()
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, name="sim", daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(15) or "error" in holder:
+            raise RuntimeError(f"the simulator did not start: {holder.get('error')!r}")
+        yield holder["sim"]
+    finally:
+        stop.set()
+        thread.join(15)

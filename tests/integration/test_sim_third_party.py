@@ -92,3 +92,61 @@ async def test_ccxt_pro_order_book_streams() -> None:
                 assert len(book["bids"]) >= 15
             finally:
                 await ex.close()
+
+
+TEN = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX", "KRW-LINK",
+       "KRW-AVAX", "KRW-DOT"]
+
+
+async def test_ccxt_pro_upbit_streams_ten_markets_on_one_connection() -> None:
+    """ccxt.pro's Upbit resends ``[{ticket}, {orderbook, [A]}, {orderbook, [B]}, …]`` on every
+    new watch: the items of one type are merged, so all ten keep streaming."""
+    import asyncio
+    async with running_sim(markets=TEN, rate_limits={"enabled": False}) as (server, ep):
+        ex = upbit(ep["upbit"].rest, ep["upbit"].ws, pro=True)
+        symbols = [m.split("-")[1] + "/KRW" for m in TEN]
+        try:
+            for symbol in symbols:  # subscribe one by one, as a user adding markets does
+                await asyncio.wait_for(ex.watch_order_book(symbol), 5)
+            for _ in range(2):  # then every one of them still gets fresh books
+                books = await asyncio.wait_for(
+                    asyncio.gather(*(ex.watch_order_book(s) for s in symbols)), 5)
+                assert all(b["bids"] and b["asks"] for b in books)
+            assert len(server.venues["upbit"].sockets) == 1
+        finally:
+            await ex.close()
+
+
+async def test_bithumb_ws_merges_items_and_a_new_request_replaces() -> None:
+    """What a Bithumb client must do to watch many markets (exchanges.md §2.5; ccxt.pro's
+    Bithumb notes the venue replaces the socket's whole subscription list on every request):
+    send ONE request carrying every code (one item with all codes, or several items of the
+    type, which are merged) and resend the full list whenever it changes. ccxt.pro's Bithumb
+    ``watch_order_book`` sends a one-code request per symbol, so on one connection only the
+    last symbol streams — use one connection per market there, or a client that sends the
+    union (karb's ``bithumb/ws.py`` does)."""
+    import json
+
+    import aiohttp
+    async with running_sim(markets=TEN, rate_limits={"enabled": False}) as (_, ep), \
+            aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(ep["bithumb"].ws)
+
+        async def codes_seen(frames: int) -> set[str]:
+            seen = set()
+            for _ in range(frames):
+                seen.add(json.loads((await ws.receive(timeout=5)).data)["code"])
+            return seen
+
+        items = [{"type": "orderbook", "codes": [m]} for m in TEN[:5]]
+        items.append({"type": "orderbook", "codes": TEN[5:]})
+        await ws.send_str(json.dumps([{"ticket": "t"}, *items]))
+        assert await codes_seen(40) == set(TEN)
+        await ws.send_str(json.dumps([{"ticket": "t"}, {"type": "orderbook", "codes": ["KRW-ETH"]}]))
+        for _ in range(500):  # frames queued under the old subscription, up to the new snapshot
+            frame = json.loads((await ws.receive(timeout=5)).data)
+            if frame["stream_type"] == "SNAPSHOT":
+                break
+        assert frame["code"] == "KRW-ETH" and frame["stream_type"] == "SNAPSHOT"
+        assert await codes_seen(10) == {"KRW-ETH"}
+        await ws.close()

@@ -79,3 +79,21 @@ def test_bithumb_legacy_api_sign_vector() -> None:
     headers = bithumb_auth.legacy_headers(CREDS, endpoint, body, nonce)
     assert headers["Api-Sign"] == expected
     assert headers["Api-Key"] == "access-key-0123" and headers["Api-Nonce"] == nonce
+
+
+def test_sim_credentials_come_from_config_data_without_loading_the_simulator() -> None:
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "from karb.config import ActorSpec, Config, SimAccountConfig, SimConfig, VenueConfig\n"
+        "from karb.exchanges.credentials import resolve\n"
+        "venue = VenueConfig(name='upbit', credentials='sim')\n"
+        "cfg = Config(actors=[ActorSpec(name='a', kind='sim')], venues=[venue], sim=SimConfig())\n"
+        "creds = resolve(cfg, venue)\n"
+        "assert creds.access_key.reveal() == 'sim-access', creds\n"
+        "own = SimConfig(accounts=[SimAccountConfig(access_key='k', secret_key='s')])\n"
+        "cfg = Config(actors=[ActorSpec(name='a', kind='sim')], venues=[venue], sim=own)\n"
+        "assert resolve(cfg, venue).secret_key.reveal() == 's'\n"
+        "assert not [m for m in sys.modules if m.startswith('karb.sim')], 'simulator loaded'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
