@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from karb.config import load_config  # noqa: E402
-from karb.sim.market import MarketModel  # noqa: E402
-from karb.sim.server import DEFAULT_MARKETS  # noqa: E402
+from karb.config import load_config
+from karb.sim.market import MarketModel
+from karb.sim.server import DEFAULT_MARKETS
 
 
 def bench_market_step(config: str, steps: int, repeats: int) -> dict[str, float]:
