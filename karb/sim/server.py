@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from karb.config import Config, SimAccountConfig, SimConfig
-from karb.sim import bithumb, upbit, wsfeed
+from karb.sim import bithumb, outages, upbit, wsfeed
 from karb.sim.engine import Account, Balance, Exchange
 from karb.sim.market import VENUES, MarketModel, default_price
 from karb.sim.venue import VenueState
@@ -44,6 +44,8 @@ class SimServer:
         self.sim: SimConfig = config.sim or SimConfig()
         self.markets = list(config.markets) or DEFAULT_MARKETS
         self.model = MarketModel(self.markets, self.sim, time.time_ns() // 1_000_000)
+        self.outages = outages.OutageSchedule(self.sim.outages, VENUES, self.sim.seed,
+                                              self.model.now_ms)
         account_cfgs = self.sim.accounts or [default_account(self.markets, self.sim.prices)]
         self.venues: dict[str, VenueState] = {}
         for venue in VENUES:
@@ -91,6 +93,10 @@ class SimServer:
                 next_at = loop.time()  # fell behind: skip, do not catch up in a burst
                 await asyncio.sleep(0)
             self.step()
+            for event in self.outages.due(self.model.now_ms):
+                log.info("scheduled outage: %s %s %s", event.venue, event.kind,
+                         "starts" if event.starts else "ends")
+                await outages.apply(self.venues[event.venue], event, self.sim.outages.rest_status)
 
     def step(self) -> None:
         changed = self.model.step(time.time_ns() // 1_000_000)
