@@ -49,10 +49,10 @@ def per_market_direction(res: BacktestResults) -> list[dict[str, Any]]:
         rows.setdefault(key, {"market": key[0], "direction": key[1], "intents": 0,
                               "gross_krw": 0.0, "fees_krw": 0.0})["intents"] += 1
     for f in res.fills:
-        i = intents.get(f.intent_id)
-        if i is None:
+        of = intents.get(f.intent_id)
+        if of is None:
             continue
-        row = rows[(i.market, f"{i.buy_venue}->{i.sell_venue}")]
+        row = rows[(of.market, f"{of.buy_venue}->{of.sell_venue}")]
         row["gross_krw"] += signed_notional(f)
         row["fees_krw"] += f.fee_krw
     for row in rows.values():

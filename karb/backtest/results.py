@@ -44,7 +44,7 @@ class _Rec(msgspec.Struct, frozen=True, kw_only=True):
     pass
 
 
-class IntentRecord(_Rec):
+class IntentRecord(_Rec, frozen=True):
     intent_id: str
     ts_ns: int
     market: str
@@ -57,7 +57,7 @@ class IntentRecord(_Rec):
     accepted: bool
 
 
-class LegRecord(_Rec):
+class LegRecord(_Rec, frozen=True):
     intent_id: str
     role: Role
     venue: str
@@ -69,7 +69,7 @@ class LegRecord(_Rec):
     latency_ms: float  # our decision to the venue's answer: what a competitor races
 
 
-class FillRecord(_Rec):
+class FillRecord(_Rec, frozen=True):
     intent_id: str
     role: Role
     ts_ns: int
@@ -81,7 +81,7 @@ class FillRecord(_Rec):
     fee_krw: float
 
 
-class SignalRecord(_Rec):
+class SignalRecord(_Rec, frozen=True):
     ts_ns: int
     market: str
     buy_venue: str
@@ -92,18 +92,18 @@ class SignalRecord(_Rec):
     inventory_blocked: bool = False  # an edge, but no coin or KRW where it was needed
 
 
-class BalancePoint(_Rec):
+class BalancePoint(_Rec, frozen=True):
     ts_ns: int
     balances: dict[str, dict[str, float]]  # venue -> currency -> total (free + locked)
 
 
-class HaltRecord(_Rec):
+class HaltRecord(_Rec, frozen=True):
     ts_ns: int
     market: str
     reason: str
 
 
-class BacktestResults(_Rec):
+class BacktestResults(_Rec, frozen=True):
     started_ns: int
     ended_ns: int
     wall_s: float
