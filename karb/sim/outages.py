@@ -54,6 +54,11 @@ class OutageSchedule:
                 if per_hour > 0:
                     self._schedule_start(venue, kind, now_ms)  # type: ignore[arg-type]
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether any outage will ever happen (every rate 0: none)."""
+        return bool(self._queue)
+
     def due(self, now_ms: int) -> list[OutageEvent]:
         """Every start and end at or before ``now_ms``, in time order (each returned once)."""
         out = []

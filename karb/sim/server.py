@@ -80,7 +80,24 @@ class SimServer:
         return self.endpoints
 
     async def run_market(self) -> None:
-        """Step the model every ``step_ms`` and stream what changed; never drifts or bursts."""
+        """Step the model and stream what changed; carry out scheduled venue outages."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._step_loop())
+            if self.outages.scheduled:
+                tg.create_task(self._outage_loop())
+
+    async def _outage_loop(self) -> None:
+        # Apart from the step loop: closing a WebSocket waits for the client's answer, which
+        # must not hold up the books.
+        while True:
+            await asyncio.sleep(0.1)
+            for event in self.outages.due(time.time_ns() // 1_000_000):
+                log.info("scheduled outage: %s %s %s", event.venue, event.kind,
+                         "starts" if event.starts else "ends")
+                await outages.apply(self.venues[event.venue], event, self.sim.outages.rest_status)
+
+    async def _step_loop(self) -> None:
+        """Step the model every ``step_ms``; never drifts or bursts."""
         loop = asyncio.get_running_loop()
         period = self.sim.step_ms / 1000
         next_at = loop.time()
@@ -93,10 +110,6 @@ class SimServer:
                 next_at = loop.time()  # fell behind: skip, do not catch up in a burst
                 await asyncio.sleep(0)
             self.step()
-            for event in self.outages.due(self.model.now_ms):
-                log.info("scheduled outage: %s %s %s", event.venue, event.kind,
-                         "starts" if event.starts else "ends")
-                await outages.apply(self.venues[event.venue], event, self.sim.outages.rest_status)
 
     def step(self) -> None:
         changed = self.model.step(time.time_ns() // 1_000_000)
