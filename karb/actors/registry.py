@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "book": "karb.actors.book:Book",
     "strategy": "karb.actors.strategy:Strategy",
     "execution": "karb.actors.execution:Execution",
+    "recorder": "karb.actors.recorder:Recorder",
 }
 
 # Heavy third-party modules every actor needs; imported in the forkserver before any fork.
