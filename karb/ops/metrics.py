@@ -127,6 +127,11 @@ class OpsCollector(Collector):
         pnl_total = _g("karb_realised_pnl_total_krw", "Realised PnL net of fees, all markets", [])
         halted = _g("karb_market_halted", "1 while a market is halted", ["market"])
         open_i = _g("karb_open_intents", "Intents in flight at execution", [])
+        floor = _g("karb_balance_floor", "alerts.balance_floors: the balance_low rule's floor",
+                   ["venue", "currency"])
+        for venue, floors in self.hub.cfg.alerts.balance_floors.items():
+            for currency, amount in floors.items():
+                floor.add_metric([venue, currency], amount)
         if st.position is not None:
             p = st.position
             for venue, currencies in p.balances.items():
@@ -164,7 +169,7 @@ class OpsCollector(Collector):
             hedge_cost.add_metric([venue, market], agg.hedge_cost_krw)
         failed = _g("karb_consecutive_failed_intents", "Failed intents in a row", [])
         failed.add_metric([], st.consecutive_failed)
-        yield from (bal, inv, pnl, pnl_total, halted, open_i, intents, legs, fills, signals,
+        yield from (bal, floor, inv, pnl, pnl_total, halted, open_i, intents, legs, fills, signals,
                     hedges, fill_ratio, hedge_cost, failed)
 
     def _alerts(self) -> Iterator[Metric]:
