@@ -64,13 +64,10 @@ def ops_state(hub: OpsHub) -> dict[str, Any]:
 
 
 def _pnl_today(hub: OpsHub) -> float | None:
-    """Realised PnL since the first position seen after local midnight (the supervisor's view)."""
+    """Realised PnL since local midnight or the supervisor's start, whichever is later."""
     pos = hub.state.position
-    if pos is None:
+    if pos is None or hub.pnl_day is None:
         return None
-    today = time.strftime("%Y-%m-%d")
-    if hub.pnl_day is None or hub.pnl_day[0] != today:
-        hub.pnl_day = (today, pos.pnl_total_krw)
     return round(pos.pnl_total_krw - hub.pnl_day[1], 2)
 
 

@@ -70,6 +70,7 @@ class OpsHub:
                            if a.kind == "feed"}
         self.execution = next((a.name for a in config.actors if a.kind == "execution"), None)
         self.ready_sent = False
+        self._ready = asyncio.Event()
         self.pnl_day: tuple[str, float] | None = None  # (local date, total PnL at its first look)
         self._actx: zmq.asyncio.Context | None = None
         self._control_lock = asyncio.Lock()
@@ -87,7 +88,12 @@ class OpsHub:
 
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
         self.state.on_message(msg)
-        if isinstance(msg, OrderEvent):
+        if isinstance(msg, Position):
+            today = time.strftime("%Y-%m-%d")
+            if self.pnl_day is None or self.pnl_day[0] != today:
+                # The first PnL of the day (or of this supervisor) is the base of "today".
+                self.pnl_day = (today, msg.pnl_total_krw)
+        elif isinstance(msg, OrderEvent):
             if msg.state == "SENT" and msg.sent_mono and msg.recv_mono and msg.role != "hedge":
                 self.tick_to_trade.observe(max(0, msg.sent_mono - msg.recv_mono) / 1e9)
         elif isinstance(msg, LegQuality):
@@ -107,6 +113,7 @@ class OpsHub:
         if not self.ready_sent:
             self.ready_sent = True
             sdnotify.notify("READY=1\nSTATUS=all actors running")
+            self._ready.set()
 
     def stopping(self) -> None:
         sdnotify.notify("STOPPING=1")
@@ -169,6 +176,7 @@ class OpsHub:
         """``WATCHDOG=1`` while the supervisor's loop runs and no actor is hung past twice the
         heartbeat timeout (the supervisor kills hung actors sooner than that when it is well)."""
         limit_ms = 2 * self.config.supervisor.heartbeat_timeout_ms
+        await self._ready.wait()  # systemd's start timeout covers the start, not the watchdog
         while True:
             actors = self.status()["actors"]
             if all(a["state"] != "RUNNING" or (a["heartbeat_age_ms"] or 0) < limit_ms

@@ -21,9 +21,11 @@ def notify(state: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(path)
-            sock.sendall(state.encode())
+            # Never block the supervisor's loop: a reader that does not drain (a full socket
+            # queue) costs one lost ping, not a stalled supervisor.
+            sock.send(state.encode(), socket.MSG_DONTWAIT)
         return True
-    except OSError:
+    except OSError:  # incl. BlockingIOError
         return False
 
 
