@@ -30,6 +30,7 @@ from karb.messages import (
     ControlRequest,
     LegQuality,
     OrderEvent,
+    Position,
 )
 from karb.ops import sdnotify
 from karb.ops.alerts import AlertRules, Facts
