@@ -337,6 +337,76 @@ class ActorSpec(_Section):
             raise ValueError(f"actor name {self.name!r} must be lower-case words joined by dots")
 
 
+# -- ops: dashboard, /metrics, alerts and their sinks (karb/ops) ---------------------------------
+
+
+class SinkConfig(_Section):
+    """One place alerts go besides the log. Secrets (bot tokens, webhook URLs) come only from the
+    environment variables named here and never reach a log."""
+
+    kind: Literal["telegram", "slack", "webhook"]  # slack: Slack- or Discord-compatible webhook
+    token_env: str | None = None  # telegram: the bot token; webhook: an optional bearer token
+    url_env: str | None = None  # slack/webhook: the URL (a Slack/Discord URL is itself a secret)
+    url: str = ""  # webhook: a URL that is not secret
+    chat_id: str = ""  # telegram
+    api_url: str = "https://api.telegram.org"  # telegram; tests point it at a local server
+    timeout_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        _positive(self, "timeout_ms")
+        if self.kind == "telegram" and not (self.token_env and self.chat_id):
+            raise ValueError("a telegram sink needs token_env and chat_id")
+        if self.kind == "slack" and not self.url_env:
+            raise ValueError("a slack sink needs url_env (the webhook URL is a secret)")
+        if self.kind == "webhook" and not (self.url or self.url_env):
+            raise ValueError("a webhook sink needs url or url_env")
+
+
+class AlertsConfig(_Section):
+    """Alert rules (karb/ops/alerts.py) and where they are sent."""
+
+    enabled: bool = True
+    balance_floors: dict[str, dict[str, float]] = {}  # venue → currency → lowest free amount
+    failed_intents: int = 5  # consecutive failed intents
+    stream_down_s: float = 60.0
+    restarts: int = 3  # restarts of one actor within restarts_window_s
+    restarts_window_s: float = 600.0
+    event_hold_s: float = 300.0  # a one-off bus alert (mismatch, fee check) resolves after this
+    min_interval_s: float = 300.0  # per rule and subject: at most one notification per interval
+    check_interval_ms: int = 1000
+    queue_size: int = 100  # per sink; a full queue drops (counted), never blocks
+    sinks: list[SinkConfig] = []
+
+    def __post_init__(self) -> None:
+        _positive(self, "failed_intents", "stream_down_s", "restarts", "restarts_window_s",
+                  "event_hold_s", "check_interval_ms", "queue_size")
+        if self.min_interval_s < 0:
+            raise ValueError("min_interval_s must be 0 or more")
+
+
+class DashboardConfig(_Section):
+    """The live page at ``/`` of the status server."""
+
+    # Controls that change trading (kill switch, unhalt) need this variable's value as a token;
+    # unset, the controls are refused.
+    token_env: str = "KARB_DASHBOARD_TOKEN"
+    push_interval_ms: int = 100  # how often the page's event stream looks for changes
+
+    def __post_init__(self) -> None:
+        _positive(self, "push_interval_ms")
+
+
+class OpsConfig(_Section):
+    """Running it for real: ``/metrics``, the page, alerts (all served by the supervisor)."""
+
+    metrics: bool = True
+    dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+
+
+# -- end of ops ------------------------------------------------------------------------------------
+
+
 class Config(_Section, kw_only=True):
     """The whole configuration tree."""
 
@@ -345,6 +415,7 @@ class Config(_Section, kw_only=True):
     venues: list[VenueConfig] = []
     markets: list[str] = []
     sim: SimConfig | None = None
+    ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
     actors: list[ActorSpec]
     path: str = ""  # filled in by load_config, never read from YAML
 

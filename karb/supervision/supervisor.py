@@ -34,6 +34,7 @@ from karb.actors.runner import run_actor
 from karb.config import ActorSpec, Config
 from karb.exitcodes import ExitCode
 from karb.messages import BusMessage, Heartbeat
+from karb.ops.hub import OpsHub
 from karb.supervision.restart import RestartPolicy, should_restart
 from karb.supervision.rundir import RunDir
 from karb.shm import TopOfBookTable, segment_path
@@ -82,7 +83,8 @@ class Supervisor:
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
         self._mp = multiprocessing.get_context("forkserver")
-        self._status = StatusServer(self.status)
+        self.ops = OpsHub(config, self.status)  # /metrics, the page, alerts, sd_notify
+        self._status = StatusServer(self.status, self.ops.add_routes)
         self._started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -100,7 +102,8 @@ class Supervisor:
         sub = bus.Subscriber(ctx, self.config.bus, self._on_message)
         try:
             sub.connect(bus.pub_endpoint(self.config, c.name) for c in self.children)
-            sub.subscribe([topics.HEARTBEAT])
+            sub.subscribe([topics.HEARTBEAT, *self.ops.prefixes()])
+            self.ops.attach_table(table)
             sub.attach(loop)
             if not await self._start_status():
                 return self.exit_code
@@ -109,7 +112,10 @@ class Supervisor:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_liveness())
                 tg.create_task(self._collect_stats())
+                tg.create_task(self.ops.run())
                 await self._start_all()
+                if all(c.state == "RUNNING" for c in self.children):
+                    self.ops.ready()
                 await self._stop_requested.wait()
                 await self._stop_all()
                 raise _Done
@@ -139,7 +145,8 @@ class Supervisor:
                 self.exit_code = ExitCode.CONFIG
                 return False
             url = f"http://127.0.0.1:{port}/api/status"
-            log.info("status at %s", url)
+            log.info("status at %s; page at http://127.0.0.1:%d/ and metrics at /metrics "
+                     "(bound to loopback only)", url, port)
         self.run_dir.write_info({"pid": os.getpid(), "status_url": url, "config": self.config.path})
         return True
 
@@ -173,6 +180,7 @@ class Supervisor:
     def request_stop(self, reason: str) -> None:
         if self._stop_requested is not None and not self._stop_requested.is_set():
             log.info("stopping all actors: %s", reason)
+            self.ops.stopping()
             self._stop_requested.set()
 
     def fail(self, code: ExitCode, reason: str) -> None:
@@ -280,6 +288,7 @@ class Supervisor:
 
     def _on_message(self, topic: bytes, msg: BusMessage) -> None:
         if not isinstance(msg, Heartbeat):
+            self.ops.on_message(topic, msg)
             return
         child = self._by_name.get(msg.src)
         if child is None or msg.inc != child.incarnation or child.state in ("DOWN", "EXITED"):
