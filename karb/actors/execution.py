@@ -54,7 +54,8 @@ class ExecutionParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     settle_ms: int = 1000
     # Every leg is final (or UNKNOWN, and its market halted) this long after it is sent.
     leg_deadline_ms: int = 15_000
-    hedge_attempts: int = 2
+    hedge_attempts: int = 4
+    hedge_retry_ms: int = 150
     reconcile_interval_s: float = 5.0
     balance_tolerance_krw: float = 100.0
     breaker_failures: int = 3
@@ -101,6 +102,7 @@ class Execution(Actor):
                             p.hedge_loss_bps, p.leg_timeout_ms, p.poll_interval_ms,
                             settle_ms=p.settle_ms, leg_deadline_ms=p.leg_deadline_ms,
                             max_notional_btc=p.max_notional_btc, hedge_attempts=p.hedge_attempts,
+                            hedge_retry_ms=p.hedge_retry_ms,
                             balance_tolerance_krw=p.balance_tolerance_krw),
             {v.name: v.fee for v in cfg.venues}, self.publish,
             ShmTops(self.table, [v.name for v in cfg.venues], list(cfg.markets)),

@@ -280,10 +280,14 @@ class Executor:
 
     async def _flatten(self, intent_id: str, market: str, legs: list[LegRecord]) -> list[LegRecord]:
         """Hedge a coin imbalance left by a failed or partial leg; halt the market if we cannot."""
-        for _ in range(self.limits.hedge_attempts):
+        for attempt in range(1, self.limits.hedge_attempts + 1):
             imbalance = coin_imbalance(legs)
             if imbalance == 0:
                 return legs
+            if attempt > 1:
+                # The last attempt met a moved or thinned book (often our own leg took the top
+                # level the shared memory still shows) or a 429: let the next frame land.
+                await asyncio.sleep(self.limits.hedge_retry_ms / 1000 * (attempt - 1))
             side = "sell" if imbalance > 0 else "buy"
             volume = floor_lot(abs(imbalance))
             best = self._hedge_venue(intent_id, market, side, volume, legs)
@@ -299,12 +303,12 @@ class Executor:
                 return legs
             bound = self.limits.hedge_loss_bps / 1e4
             limit = price * (1 - bound) if side == "sell" else price * (1 + bound)
-            attempt = 1 + sum(1 for leg in legs if leg.role == "hedge")
-            hedge = LegRecord(leg_client_id(intent_id, "hedge", attempt), intent_id, "hedge",
+            n = 1 + sum(1 for leg in legs if leg.role == "hedge")  # across settlements, too
+            hedge = LegRecord(leg_client_id(intent_id, "hedge", n), intent_id, "hedge",
                               venue, market, side, limit, volume, LegState.PENDING)
             self.journal.add_leg(hedge)
             log.warning("%s: hedging %s %.8g %s on %s at limit %.8g (attempt %d)", intent_id,
-                        side, volume, market, venue, limit, attempt)
+                        side, volume, market, venue, limit, n)
             deadline = time.monotonic() + self.limits.leg_deadline_ms / 1000
             legs = legs + [await self.legs.run(hedge, 0, deadline)]
             if not legs[-1].final:
