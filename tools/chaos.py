@@ -138,6 +138,9 @@ class Chaos:
         next_kill = now + self._interval()
         next_dislocate = now + 0.5
         while (now := time.monotonic()) < end:
+            if self.pipeline.proc.poll() is not None:
+                raise RuntimeError(f"the supervisor exited with {self.pipeline.proc.returncode} "
+                                   f"during the run; see {self.pipeline.log_path}")
             if now >= next_dislocate:
                 self._dislocate()
                 next_dislocate = now + self.rng.uniform(0.6, 1.6)
@@ -342,7 +345,7 @@ def run(args: argparse.Namespace, seed: int, workdir: Path, config_path: Path) -
         ok = result.clean and code == 0
     except Stop:
         print("chaos: stopped", file=sys.stderr)
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:  # the pipeline died or never came up
         print(f"chaos: {exc}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
