@@ -38,9 +38,9 @@ from typing import Any, Literal
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import msgspec
 import zmq
 from chaos_audit import (
-    CHECKS,
     FINAL_LEG_STATES,
     OPEN_INTENT_STATES,
     Audit,
@@ -49,10 +49,11 @@ from chaos_audit import (
 )
 from chaos_faults import FaultInjector
 from chaos_pipeline import Pipeline, chaos_config, remove, scratch_dir
+from chaos_report import print_report, report
 
 from karb import bus, topics
 from karb.config import ConfigError
-from karb.messages import OrderEvent, Signal
+from karb.messages import Alert, OrderEvent, Signal
 
 # Relative odds of each actor being the next one killed; the simulator stands in for the
 # venues and is never killed.
@@ -85,37 +86,74 @@ class Chaos:
     aimed_at: str = ""  # the intent an aimed kill waits for
     aimed_missed: int = 0  # it was final before the kill was due: aimed again
     kill_times: list[float] = field(default_factory=list)
+    alerts: list[tuple[str, str, str]] = field(default_factory=list)  # (level, market, text)
+    _ctx: zmq.Context[Any] | None = None
+    _sub: bus.Subscriber | None = None
+
+    def stats(self) -> dict[str, Any]:
+        faults = self.faults
+        return {
+            "kills": sum(n for k, n in self.kills.items() if "(" not in k),
+            "kills_by_actor": dict(self.kills), "aimed_missed": self.aimed_missed,
+            "faults": sum(faults.injected.values()) if faults else 0,
+            "faults_by_kind": dict(faults.injected) if faults else {},
+            "faults_unavailable": sorted(faults.unavailable) if faults else [],
+            "faults_refused": dict(faults.failed) if faults else {},
+            "dislocations": self.dislocations, "intents_sent": len(self.intents_sent),
+            "alerts": list(self.alerts),
+        }
+
+    def open_bus(self) -> None:
+        """Watch intents, legs and alerts (the executor's and strategy's publishers)."""
+        cfg = self.pipeline.config
+        self._ctx = zmq.Context()
+        self._sub = bus.Subscriber(self._ctx, cfg.bus, lambda topic, msg: None)
+        self._sub.connect([bus.pub_endpoint(cfg, "execution"), bus.pub_endpoint(cfg, "strategy")])
+        self._sub.subscribe([topics.ORDER, topics.SIGNAL, topics.ALERT])
+
+    def close_bus(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+        self._sub = self._ctx = None
+
+    def pump(self, timeout_ms: int) -> None:
+        """Take what the bus has (waiting at most ``timeout_ms`` for the first message)."""
+        assert self._sub is not None
+        wait = timeout_ms
+        for _ in range(1000):  # bounded: the next kill or fault must not wait on a busy bus
+            try:
+                got = self._sub.recv_blocking(wait)
+            except msgspec.DecodeError:
+                continue
+            if got is None:
+                return
+            self._watch(got[1], time.monotonic())
+            wait = 0
 
     def run(self, duration_s: float) -> None:
-        cfg = self.pipeline.config
-        ctx = zmq.Context()
-        sub = bus.Subscriber(ctx, cfg.bus, lambda topic, msg: None)
-        sub.connect([bus.pub_endpoint(cfg, "execution"), bus.pub_endpoint(cfg, "strategy")])
-        sub.subscribe([topics.ORDER, topics.SIGNAL])
         now = time.monotonic()
         end = now + duration_s
         next_kill = now + self._interval()
         next_dislocate = now + 0.5
-        try:
-            while (now := time.monotonic()) < end:
-                if now >= next_dislocate:
-                    self._dislocate()
-                    next_dislocate = now + self.rng.uniform(0.6, 1.6)
-                if self.faults is not None:
-                    self.faults.tick(now)
-                if self.fire_at is not None and now >= self.fire_at:
-                    self._fire(now)
-                elif self.armed_until is not None and now >= self.armed_until:
-                    self.armed_until = None  # nothing to aim at came: an ordinary kill
-                    self._kill("execution", "")
-                if now >= next_kill:  # the ordinary schedule goes on while a kill is aimed
-                    next_kill = self._next_kill(now)
-                got = sub.recv_blocking(10)
-                if got is not None:
-                    self._watch(got[1], time.monotonic())
-        finally:
-            sub.close()
-            ctx.destroy(linger=0)
+        while (now := time.monotonic()) < end:
+            if self.pipeline.proc.poll() is not None:
+                raise RuntimeError(f"the supervisor exited with {self.pipeline.proc.returncode} "
+                                   f"during the run; see {self.pipeline.log_path}")
+            if now >= next_dislocate:
+                self._dislocate()
+                next_dislocate = now + self.rng.uniform(0.6, 1.6)
+            if self.faults is not None:
+                self.faults.tick(now)
+            if self.fire_at is not None and now >= self.fire_at:
+                self._fire(now)
+            elif self.armed_until is not None and now >= self.armed_until:
+                self.armed_until = None  # nothing to aim at came: an ordinary kill
+                self._kill("execution", "")
+            if now >= next_kill:  # the ordinary schedule goes on while a kill is aimed
+                next_kill = self._next_kill(now)
+            self.pump(10)
 
     def _interval(self) -> float:
         return self.rng.uniform(0.5, 1.5) * self.kill_every_s
@@ -150,6 +188,8 @@ class Chaos:
         elif isinstance(msg, OrderEvent):
             self.legs.setdefault(msg.intent_id, {})[msg.client_id] = msg.state
             intent = msg.intent_id if msg.state not in FINAL_LEG_STATES else ""
+        elif isinstance(msg, Alert):
+            self.alerts.append((msg.level, msg.market, msg.text))
         if intent and self.armed_until is not None and self.fire_at is None:
             self.armed_until = None
             self.aimed_at = intent
@@ -197,29 +237,43 @@ class Chaos:
         self.dislocations += status == 200
 
 
-def quiesce(pipeline: Pipeline, faults: FaultInjector | None, timeout_s: float) -> tuple[bool, float]:
-    """Faults off, kill switch on, then wait until the journal has nothing open and every actor
-    is RUNNING (twice in a row, 0.5 s apart). Returns (drained, seconds waited)."""
+def quiesce(chaos: Chaos, timeout_s: float) -> tuple[bool, float]:
+    """Faults off, kill switch on; wait for every order a fault held to land and for two
+    reconciliation sweeps to start after that (when execution has them: ``reconcile_sweeps``
+    in its heartbeat), then until the journal has nothing open and every actor is RUNNING
+    (twice in a row, 0.5 s apart). Returns (drained, seconds waited)."""
+    pipeline, faults = chaos.pipeline, chaos.faults
     started = time.monotonic()
+    deadline = started + timeout_s
     if faults is not None:
         faults.clear_all()
     (pipeline.run_dir / "KILL").touch()
-    if faults is not None:  # an order held by delay_execution lands up to this late
-        time.sleep(max(0.0, faults.lands_by - time.monotonic()))
-    deadline = started + timeout_s
+    lands_by = faults.lands_by if faults is not None else 0.0
+    while time.monotonic() < min(lands_by, deadline):
+        chaos.pump(100)
+    sweeps_from: tuple[int, float] | None = None  # (incarnation, sweeps) after the landings
     calm = 0
     while time.monotonic() < deadline:
+        chaos.pump(500)
+        try:
+            actors = pipeline.actors()
+        except (OSError, ValueError):
+            calm = 0
+            continue
+        execution = actors.get("execution", {})
+        swept = True
+        if "reconcile_sweeps" in (execution.get("extra") or {}):
+            now_at = (int(execution.get("incarnation") or 0), execution["extra"]["reconcile_sweeps"])
+            if sweeps_from is None or sweeps_from[0] != now_at[0]:
+                sweeps_from = now_at  # a restarted execution reconciles at start anyway
+            swept = now_at[1] >= sweeps_from[1] + 2
         rows = pipeline.journal()
         open_legs = [r for r in rows["legs"] if r["state"] not in FINAL_LEG_STATES]
         open_intents = [r for r in rows["intents"] if r["state"] in OPEN_INTENT_STATES]
-        try:
-            running = all(a["state"] == "RUNNING" for a in pipeline.actors().values())
-        except (OSError, ValueError):
-            running = False
-        calm = calm + 1 if running and not open_legs and not open_intents else 0
+        running = all(a["state"] == "RUNNING" for a in actors.values())
+        calm = calm + 1 if swept and running and not open_legs and not open_intents else 0
         if calm >= 2:
             return True, time.monotonic() - started
-        time.sleep(0.5)
     return False, time.monotonic() - started
 
 
@@ -230,70 +284,6 @@ def collect(pipeline: Pipeline) -> Audit:
     rows = pipeline.journal()
     return audit(orders, accounts, pipeline.initial_balances(), rows["legs"], rows["intents"],
                  rows["events"], rows["halts"], pipeline.prices(), time.time_ns())
-
-
-def report(chaos: Chaos, faults: FaultInjector | None, result: Audit, drained: tuple[bool, float],
-           exit_code: int | None) -> dict[str, Any]:
-    actor_kills = {k: v for k, v in chaos.kills.items() if "(" not in k}
-    return {
-        "kills": sum(actor_kills.values()), "kills_by_actor": dict(chaos.kills),
-        "aimed_missed": chaos.aimed_missed,
-        "faults": sum(faults.injected.values()) if faults else 0,
-        "faults_by_kind": dict(faults.injected) if faults else {},
-        "faults_unavailable": sorted(faults.unavailable) if faults else [],
-        "faults_refused": dict(faults.failed) if faults else {},
-        "dislocations": chaos.dislocations,
-        "intents_sent": len(chaos.intents_sent),
-        "intents_by_state": result.intents_by_state, "legs_by_state": result.legs_by_state,
-        **{check: len(result.problems[check]) for check in CHECKS},
-        "details": {check: lines for check, lines in result.problems.items() if lines},
-        "halts": result.halts, "halted_exposure": result.halted_exposure,
-        "exposure_s": result.exposure_summary(), "open_exposure": result.open_exposure,
-        "longest_exposures": result.longest_exposures(),
-        "quiesced": drained[0], "quiesce_s": round(drained[1], 1),
-        "supervisor_exit": exit_code,
-    }
-
-
-def _counts(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-
-
-def print_report(out: dict[str, Any], detail_lines: int = 20) -> None:
-    print(f"kills: {out['kills']} ({_counts(out['kills_by_actor'])}; "
-          f"aimed but over before it was due: {out['aimed_missed']})")
-    unavailable = out["faults_unavailable"]
-    print(f"faults: {out['faults']} ({_counts(out['faults_by_kind'])})"
-          + (f"; not available (404): {', '.join(unavailable)}" if unavailable else "")
-          + (f"; refused: {_counts(out['faults_refused'])}" if out["faults_refused"] else ""))
-    print(f"dislocations: {out['dislocations']}; intents sent: {out['intents_sent']}")
-    print(f"intents: {_counts(out['intents_by_state'])}")
-    print(f"legs: {_counts(out['legs_by_state'])}")
-    for check in CHECKS:
-        print(f"{check}: {out[check]}")
-        lines = out["details"].get(check, [])
-        for line in lines[:detail_lines]:
-            print(f"  {line}")
-        if len(lines) > detail_lines:
-            print(f"  ... {len(lines) - detail_lines} more")
-    print(f"halts: {len(out['halts'])}")
-    for market, reason in sorted(out["halts"].items()):
-        print(f"  {market}: {reason}")
-    for line in out["halted_exposure"]:
-        print(f"  held in a halted market: {line}")
-    ex = out["exposure_s"]
-
-    def sec(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f} s"
-    print(f"one-sided exposure: p50 {sec(ex['p50'])}, p99 {sec(ex['p99'])}, max {sec(ex['max'])} "
-          f"({ex['intents']} intents that traded, {ex['open']} never flat)")
-    for line in out["longest_exposures"]:
-        print(f"  longest: {line}")
-    for line in out["open_exposure"][:detail_lines]:
-        print(f"  never flat: {line}")
-    print(f"quiesce: {'drained' if out['quiesced'] else 'NOT drained'} in {out['quiesce_s']} s")
-    code = out["supervisor_exit"]
-    print(f"supervisor exit: {code if code is not None else 'did not stop (killed)'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,11 +328,15 @@ def run(args: argparse.Namespace, seed: int, workdir: Path, config_path: Path) -
         pipeline.wait_running(60)
         faults = FaultInjector(pipeline, rng, args.fault_every) if args.faults else None
         chaos = Chaos(pipeline, rng, faults, args.kill_every)
-        chaos.run(args.duration)
-        drained = quiesce(pipeline, faults, args.quiesce_timeout)
-        result = collect(pipeline)
+        chaos.open_bus()
+        try:
+            chaos.run(args.duration)
+            drained = quiesce(chaos, args.quiesce_timeout)
+            result = collect(pipeline)
+        finally:
+            chaos.close_bus()
         code = pipeline.stop()
-        out = report(chaos, faults, result, drained, code)
+        out = report(chaos.stats(), result, drained, code)
         out["seed"] = seed
         if args.json:
             print(json.dumps(out))
@@ -351,7 +345,7 @@ def run(args: argparse.Namespace, seed: int, workdir: Path, config_path: Path) -
         ok = result.clean and code == 0
     except Stop:
         print("chaos: stopped", file=sys.stderr)
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:  # the pipeline died or never came up
         print(f"chaos: {exc}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

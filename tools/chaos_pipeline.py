@@ -162,8 +162,15 @@ class Pipeline:
     def prices(self) -> dict[str, float]:
         """Last trade price per market, from the first venue's public ticker."""
         venue = next(iter(self.rest))
-        rows = self.get(venue, "/v1/ticker?markets=" + ",".join(self.config.markets))
-        return {r["market"]: float(r["trade_price"]) for r in rows}
+        for attempt in range(5):  # the public API is rate limited; /_sim/ is not
+            try:
+                rows = self.get(venue, "/v1/ticker?markets=" + ",".join(self.config.markets))
+                return {r["market"]: float(r["trade_price"]) for r in rows}
+            except urllib.error.HTTPError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def initial_balances(self) -> dict[str, dict[str, float]]:
         assert self.config.sim is not None
