@@ -3,7 +3,8 @@
 Optional in any config. It subscribes to the chosen topic families on every other actor's
 publisher (publishers that never send them cost nothing) and appends each message, as
 published, to ``<run_dir>/<directory>/YYYYMMDDTHH.karb.gz``: one gzip member per
-``flush_interval_ms``, so a SIGKILL loses at most that much. The file format, and the reader
+``flush_interval_ms``, so a SIGKILL loses at most that plus ``read_interval_ms`` (the
+bus is read in batches; a second in all with the defaults). The file format, and the reader
 (:func:`karb.recording.read_records`), are in :mod:`karb.recording`; ``zcat`` reads the files.
 
 It records the normalised books (``md``) and our own ``sig`` / ``ord`` / ``fill`` / ``pos`` by
@@ -37,8 +38,9 @@ PREFIXES: dict[str, bytes] = {
 class RecorderParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     record: list[Family] = msgspec.field(default_factory=lambda: ["md", "sig", "ord", "fill", "pos"])
     directory: str = "recording"  # under the run dir, unless absolute
-    # How much a crash may lose: the buffer is written as one gzip member this often.
-    flush_interval_ms: int = 1000
+    # The buffer is written as one gzip member this often. A SIGKILL loses at most this plus
+    # read_interval_ms (messages still queued in ZeroMQ): a second with the defaults.
+    flush_interval_ms: int = 900
     # zlib level: 1 is the cheapest in CPU; higher levels save little on float-heavy books.
     compress_level: int = 1
     # The bus is read in batches this often, not on every message: a wake-up per message
