@@ -41,7 +41,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from karb.messages import BusMessage, decode
+import msgspec
+
+from karb.messages import BookUpdate, BusMessage, decode
 
 SUFFIX = ".karb.gz"
 HOUR_NS = 3600 * 10**9
@@ -193,6 +195,13 @@ def recording_files(path: Path) -> list[Path]:
 
 def read_records(path: Path) -> Iterator[Record]:
     """Every record of a file or directory, in order; a torn tail ends a file quietly."""
+    for data in _inflated(path):
+        yield from _parse(data)
+
+
+def _inflated(path: Path) -> Iterator[bytes]:
+    """The inflated bytes of each member of each file, in order (a torn last member: what of
+    it inflates)."""
     for file in recording_files(path):
         blob = file.read_bytes()
         for member in _members(blob, file):
@@ -211,7 +220,7 @@ def read_records(path: Path) -> Iterator[Record]:
                     data = zlib.decompressobj(-15).decompress(blob[start:])
                 except zlib.error:
                     data = b""  # torn inside a block header: nothing in it to trust
-            yield from _parse(data)
+            yield data
 
 
 def _parse(data: bytes) -> Iterator[Record]:
@@ -230,7 +239,29 @@ def _parse(data: bytes) -> Iterator[Record]:
         offset = p0 + plen
 
 
+_BOOK_DECODER = msgspec.msgpack.Decoder(BookUpdate)
+
+
 def read_messages(path: Path) -> Iterator[tuple[int, bytes, BusMessage]]:
-    """Like :func:`read_records`, with each payload decoded into its bus message."""
-    for recv_ns, topic, payload in read_records(path):
-        yield recv_ns, topic, decode(payload)
+    """Like :func:`read_records`, with each payload decoded into its bus message.
+
+    Replay speed is this loop's: books (most records) are decoded by a decoder of their own
+    type, which is faster than the union's, and straight from the inflated buffer."""
+    unpack = _REC.unpack_from
+    book = _BOOK_DECODER.decode
+    for data in _inflated(path):
+        view = memoryview(data)
+        offset, end = 0, len(data)
+        while end - offset >= _REC_SIZE:
+            _, _, recv_ns, _, tlen = unpack(data, offset)
+            t0 = offset + _REC_SIZE
+            p0 = t0 + tlen + 5
+            if p0 > end:
+                break
+            plen = int.from_bytes(data[p0 - 4:p0], "big")
+            if p0 + plen > end:
+                break  # the torn end of a torn member
+            topic = data[t0:t0 + tlen]
+            payload = view[p0:p0 + plen]
+            yield recv_ns, topic, book(payload) if topic[:3] == b"md." else decode(payload)
+            offset = p0 + plen
