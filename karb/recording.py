@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from karb.messages import BookUpdate, BusMessage, decode
+from karb.messages import DECODER, BookUpdate, BusMessage
 
 SUFFIX = ".karb.gz"
 HOUR_NS = 3600 * 10**9
@@ -248,7 +248,7 @@ def read_messages(path: Path) -> Iterator[tuple[int, bytes, BusMessage]]:
     Replay speed is this loop's: books (most records) are decoded by a decoder of their own
     type, which is faster than the union's, and straight from the inflated buffer."""
     unpack = _REC.unpack_from
-    book = _BOOK_DECODER.decode
+    book, union = _BOOK_DECODER.decode, DECODER.decode
     for data in _inflated(path):
         view = memoryview(data)
         offset, end = 0, len(data)
@@ -263,5 +263,5 @@ def read_messages(path: Path) -> Iterator[tuple[int, bytes, BusMessage]]:
                 break  # the torn end of a torn member
             topic = data[t0:t0 + tlen]
             payload = view[p0:p0 + plen]
-            yield recv_ns, topic, book(payload) if topic[:3] == b"md." else decode(payload)
+            yield recv_ns, topic, book(payload) if topic[:3] == b"md." else union(payload)
             offset = p0 + plen
