@@ -73,6 +73,7 @@ def test_a_torn_tail_reads_up_to_the_last_whole_member_wherever_the_cut_falls(tm
         got = [tuple(r) for r in read_records(file)]
         assert 120 <= len(got) <= 160, cut
         assert got == written[:len(got)], cut  # a prefix: nothing invented, nothing reordered
+        assert [m for _, _, m in read_messages(file)] == [book(i) for i in range(len(got))]
 
 
 def test_a_restarted_writer_cuts_the_torn_member_and_appends_readably(tmp_path: Path) -> None:
