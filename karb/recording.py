@@ -139,6 +139,7 @@ class RecordWriter:
         self._buf = bytearray()
         self._fd: int | None = None
         self._hour = -1
+        self._size = 0  # the file's length after the last whole member
         self.path: Path | None = None
         self.records = 0
         self.bytes_in = 0
@@ -161,8 +162,15 @@ class RecordWriter:
         self._buf.clear()
         member = gzip_member(data, self.level)
         view = memoryview(member)
-        while view:  # os.write on a regular file writes all of it, but say so rather than hope
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:  # os.write on a regular file writes all of it, but say so rather than hope
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            # A full disk, say: cut the part-written member off again, so that members
+            # appended once there is room follow a whole one. These records are lost.
+            os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(member)
         self.bytes_in += len(data)
         self.bytes_out += len(member)
         self.members += 1
@@ -183,6 +191,7 @@ class RecordWriter:
             if self.on_repair is not None:
                 self.on_repair(self.path, cut)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
         self._hour = hour
 
 

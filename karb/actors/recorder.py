@@ -72,18 +72,33 @@ class Recorder(Actor):
     async def on_start(self) -> None:
         directory = self.config.run_dir / self.params.directory
         self.writer = RecordWriter(directory, self.params.compress_level, self._repaired)
+        self.write_errors = 0
         self.spawn(self._flusher(), name="flush")
         self.log.info("recording %s to %s", ", ".join(self.params.record), directory)
 
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
         # The subscriber decoded it; encoding again gives the bytes that were published.
-        self.writer.add(time.time_ns(), topic, encode(msg))
+        try:
+            self.writer.add(time.time_ns(), topic, encode(msg))
+        except OSError as exc:  # opening the next hour's file
+            self._write_failed(exc)
 
     async def _flusher(self) -> None:
         interval = self.params.flush_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
-            self.writer.flush()
+            try:
+                self.writer.flush()
+            except OSError as exc:
+                self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        # A recorder is an observer: a full disk costs records (counted, logged), never a
+        # crash loop whose restarts could exhaust the supervisor's intensity and stop trading.
+        self.write_errors += 1
+        if self.write_errors == 1 or self.write_errors % 60 == 0:
+            self.log.error("cannot write the recording (%s): records lost (%d failures)",
+                           exc.strerror or exc, self.write_errors)
 
     def _repaired(self, path: Path, cut: int) -> None:
         self.log.warning("%s: cut off a torn last member (%d bytes) a killed recorder left",
@@ -98,4 +113,5 @@ class Recorder(Actor):
             return {}
         return {"records": float(w.records), "bytes_in": float(w.bytes_in),
                 "bytes_out": float(w.bytes_out), "members": float(w.members),
-                "repaired_bytes": float(w.repaired_bytes)}
+                "repaired_bytes": float(w.repaired_bytes),
+                "write_errors": float(self.write_errors)}
