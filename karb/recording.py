@@ -41,7 +41,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from karb.messages import BusMessage, decode
+import msgspec
+
+from karb.messages import DECODER, BookUpdate, BusMessage
 
 SUFFIX = ".karb.gz"
 HOUR_NS = 3600 * 10**9
@@ -137,6 +139,7 @@ class RecordWriter:
         self._buf = bytearray()
         self._fd: int | None = None
         self._hour = -1
+        self._size = 0  # the file's length after the last whole member
         self.path: Path | None = None
         self.records = 0
         self.bytes_in = 0
@@ -159,8 +162,15 @@ class RecordWriter:
         self._buf.clear()
         member = gzip_member(data, self.level)
         view = memoryview(member)
-        while view:  # os.write on a regular file writes all of it, but say so rather than hope
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:  # os.write on a regular file writes all of it, but say so rather than hope
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            # A full disk, say: cut the part-written member off again, so that members
+            # appended once there is room follow a whole one. These records are lost.
+            os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(member)
         self.bytes_in += len(data)
         self.bytes_out += len(member)
         self.members += 1
@@ -181,6 +191,7 @@ class RecordWriter:
             if self.on_repair is not None:
                 self.on_repair(self.path, cut)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
         self._hour = hour
 
 
@@ -193,6 +204,13 @@ def recording_files(path: Path) -> list[Path]:
 
 def read_records(path: Path) -> Iterator[Record]:
     """Every record of a file or directory, in order; a torn tail ends a file quietly."""
+    for data in _inflated(path):
+        yield from _parse(data)
+
+
+def _inflated(path: Path) -> Iterator[bytes]:
+    """The inflated bytes of each member of each file, in order (a torn last member: what of
+    it inflates)."""
     for file in recording_files(path):
         blob = file.read_bytes()
         for member in _members(blob, file):
@@ -211,7 +229,7 @@ def read_records(path: Path) -> Iterator[Record]:
                     data = zlib.decompressobj(-15).decompress(blob[start:])
                 except zlib.error:
                     data = b""  # torn inside a block header: nothing in it to trust
-            yield from _parse(data)
+            yield data
 
 
 def _parse(data: bytes) -> Iterator[Record]:
@@ -230,7 +248,29 @@ def _parse(data: bytes) -> Iterator[Record]:
         offset = p0 + plen
 
 
+_BOOK_DECODER = msgspec.msgpack.Decoder(BookUpdate)
+
+
 def read_messages(path: Path) -> Iterator[tuple[int, bytes, BusMessage]]:
-    """Like :func:`read_records`, with each payload decoded into its bus message."""
-    for recv_ns, topic, payload in read_records(path):
-        yield recv_ns, topic, decode(payload)
+    """Like :func:`read_records`, with each payload decoded into its bus message.
+
+    Replay speed is this loop's: books (most records) are decoded by a decoder of their own
+    type, which is faster than the union's, and straight from the inflated buffer."""
+    unpack = _REC.unpack_from
+    book, union = _BOOK_DECODER.decode, DECODER.decode
+    for data in _inflated(path):
+        view = memoryview(data)
+        offset, end = 0, len(data)
+        while end - offset >= _REC_SIZE:
+            _, _, recv_ns, _, tlen = unpack(data, offset)
+            t0 = offset + _REC_SIZE
+            p0 = t0 + tlen + 5
+            if p0 > end:
+                break
+            plen = int.from_bytes(data[p0 - 4:p0], "big")
+            if p0 + plen > end:
+                break  # the torn end of a torn member
+            topic = data[t0:t0 + tlen]
+            payload = view[p0:p0 + plen]
+            yield recv_ns, topic, book(payload) if topic[:3] == b"md." else union(payload)
+            offset = p0 + plen

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def test_a_torn_tail_reads_up_to_the_last_whole_member_wherever_the_cut_falls(tm
         got = [tuple(r) for r in read_records(file)]
         assert 120 <= len(got) <= 160, cut
         assert got == written[:len(got)], cut  # a prefix: nothing invented, nothing reordered
+        assert [m for _, _, m in read_messages(file)] == [book(i) for i in range(len(got))]
 
 
 def test_a_restarted_writer_cuts_the_torn_member_and_appends_readably(tmp_path: Path) -> None:
@@ -131,3 +133,32 @@ def test_recorder_params_are_typed_and_unknown_keys_refused() -> None:
         with pytest.raises(ConfigError, match=re.escape(says)):
             convert_params(ActorSpec(name="recorder", kind="recorder", params=params),
                            Recorder.Params, 3)
+
+
+def test_a_failed_write_leaves_the_file_whole_for_the_next_member(tmp_path: Path) -> None:
+    writer = RecordWriter(tmp_path)
+    first = (T0, b"pos", b"\x01" * 100)
+    writer.add(*first)
+    writer.flush()
+    good_size = recording_files(tmp_path)[0].stat().st_size
+    real_write = os.write
+    calls = {"n": 0}
+
+    def half_then_full(fd: int, data: bytes) -> int:  # a disk that fills mid-member
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[:10])
+        raise OSError(28, "No space left on device")
+
+    writer.add(T0 + 1, b"pos", b"\x02" * 100)
+    os.write = half_then_full  # type: ignore[assignment]
+    try:
+        with pytest.raises(OSError):
+            writer.flush()
+    finally:
+        os.write = real_write
+    assert recording_files(tmp_path)[0].stat().st_size == good_size
+    later = (T0 + 2, b"pos", b"\x03" * 100)
+    writer.add(*later)
+    writer.close()
+    assert [tuple(r) for r in read_records(tmp_path)] == [first, later]
