@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
-from bench_runtime import scratch_dir  # noqa: E402
+from bench_runtime import scratch_dir
 
-from tests.process.pipeline import pipeline_config  # noqa: E402
-from tests.support import SupervisorProc  # noqa: E402
+from tests.process.pipeline import pipeline_config
+from tests.support import SupervisorProc
 
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
            "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
