@@ -23,7 +23,7 @@ from karb.messages import OrderEvent, TopOfBookUpdate
 
 REPO = Path(__file__).resolve().parent.parent
 
-from bench_runtime import percentile, scratch_dir, stop
+from bench_runtime import percentile, stop, scratch_dir  # noqa: E402
 
 
 def _free_port() -> int:
