@@ -30,12 +30,20 @@ BENCHES: list[Callable[[], dict[str, float]]] = [
     bench_orders, bench_pipeline]
 
 
+def bench_pipeline_watched() -> dict[str, float]:
+    return bench_pipeline(watched=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.py", description="Print K-Arb performance figures.")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--only", action="append", default=[],
                         help="run only benches whose name contains this (repeatable)")
+    parser.add_argument("--with-page", action="store_true",
+                        help="pipeline bench with the live page open and /metrics scraped each second")
     args = parser.parse_args(argv)
+    if args.with_page:
+        BENCHES[BENCHES.index(bench_pipeline)] = bench_pipeline_watched
     figures: dict[str, float] = {}
     for bench in BENCHES:
         if args.only and not any(o in bench.__name__ for o in args.only):

@@ -8,6 +8,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -31,7 +32,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
+def _watch(base: str, stop: threading.Event) -> None:
+    """What an operator's screen does: the live page's event stream open, /metrics scraped
+    once a second (karb/ops)."""
+    def page() -> None:
+        with urllib.request.urlopen(base + "/events", timeout=10) as resp:
+            while not stop.is_set():
+                resp.readline()
+    threading.Thread(target=page, daemon=True).start()
+    while not stop.wait(1.0):
+        urllib.request.urlopen(base + "/metrics", timeout=5).read()
+
+
+def bench_pipeline(seconds: float = 30.0, watched: bool = False) -> dict[str, float]:
     """The whole pipeline on 10 markets with the simulator streaming and a window opening
     every ~1.5 s: book update and tick-to-trade latencies from the bus, RSS and CPU of the
     actors from the status API (the simulator is reported apart: it stands in for the venues)."""
@@ -62,6 +75,7 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
     proc = subprocess.Popen([sys.executable, str(REPO / "supervisor.py"), str(config_path)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ctx = zmq.Context()
+    watching = threading.Event()
     book_us: list[float] = []
     t2t_us: list[float] = []
     first_sent: dict[str, int] = {}
@@ -79,6 +93,9 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
             except OSError:
                 pass
             time.sleep(0.1)
+        if watched:
+            threading.Thread(target=_watch, args=(f"http://127.0.0.1:{status_port}", watching),
+                             daemon=True).start()
         sub = bus.Subscriber(ctx, config.bus, lambda t, m: None)
         sub.connect([bus.pub_endpoint(config, "book"), bus.pub_endpoint(config, "execution")])
         sub.subscribe([topics.TOP_OF_BOOK, topics.ORDER])
@@ -112,6 +129,7 @@ def bench_pipeline(seconds: float = 30.0) -> dict[str, float]:
         final = status()["actors"]
         sub.close()
     finally:
+        watching.set()
         stop(proc, signal.SIGTERM, 30)
         ctx.destroy(linger=0)
     pipeline = [a for a in final if a["name"] != "sim"]

@@ -73,6 +73,10 @@ def _pnl_today(hub: OpsHub) -> float | None:
 
 def add_dashboard_routes(app: web.Application, hub: OpsHub) -> None:
     push_s = hub.cfg.dashboard.push_interval_ms / 1000
+    closing = asyncio.Event()  # set at server shutdown: open streams end, the stop never waits
+
+    async def on_shutdown(app: web.Application) -> None:
+        closing.set()
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page_html(), content_type="text/html")
@@ -88,7 +92,7 @@ def add_dashboard_routes(app: web.Application, hub: OpsHub) -> None:
         last_books: list[Any] = []
         last_version, last_state_at = -1, 0.0
         try:
-            while True:
+            while not closing.is_set():
                 books = hub.books.snapshot() if hub.books is not None else []
                 seqs = [[t["seq"] for t in m["venues"].values()] for m in books]
                 if seqs != last_books:
@@ -127,6 +131,7 @@ def add_dashboard_routes(app: web.Application, hub: OpsHub) -> None:
         ok, detail = await hub.control(cmd)
         return web.json_response({"ok": ok, "detail": detail}, status=200 if ok else 409)
 
+    app.on_shutdown.append(on_shutdown)
     app.router.add_get("/", index)
     app.router.add_get("/events", events)
     app.router.add_get("/api/ops", api_ops)

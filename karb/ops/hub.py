@@ -120,7 +120,8 @@ class OpsHub:
         sdnotify.notify("STOPPING=1")
 
     async def run(self) -> None:
-        """Alert checks, the notifier and the systemd watchdog, until cancelled."""
+        """Alert checks, the notifier and the systemd watchdog, until cancelled. A bug here is
+        logged, not raised: it must not take the supervisor, and so every actor, down."""
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.notifier.run())
@@ -129,6 +130,9 @@ class OpsHub:
                 interval = sdnotify.watchdog_interval_s()
                 if interval is not None:
                     tg.create_task(self._watchdog(interval))
+        except Exception:
+            log.exception("alerts, notifier and watchdog stopped (trading goes on; the systemd "
+                          "watchdog, if any, will restart the service)")
         finally:
             if self._actx is not None:
                 self._actx.destroy(linger=0)
@@ -138,12 +142,9 @@ class OpsHub:
 
     async def _check_loop(self) -> None:
         interval = self.cfg.alerts.check_interval_ms / 1000
-        seen_alerts = 0
         while True:
             await asyncio.sleep(interval)
-            new = [a for a in list(self.state.bus_alerts)[seen_alerts:]] if seen_alerts < len(
-                self.state.bus_alerts) else []
-            seen_alerts = len(self.state.bus_alerts)
+            new, self.state.new_bus_alerts = self.state.new_bus_alerts, []
             self.check_alerts(self.facts([(a.kind, a.market, a.text) for a in new]))
 
     def check_alerts(self, facts: Facts) -> None:

@@ -93,7 +93,7 @@ class OpsState:
         self.market_state: dict[str, MarketStateUpdate] = {}
         self.quality: dict[tuple[str, str], QualityAgg] = {}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=ALERTS_KEPT)
-        self.bus_alerts: deque[Alert] = deque(maxlen=ALERTS_KEPT)
+        self.new_bus_alerts: list[Alert] = []  # taken by the alert rules at each check
         self.version = 0  # +1 on every change the page shows
 
     def on_message(self, msg: BusMessage) -> None:
@@ -112,7 +112,8 @@ class OpsState:
                 self.fills_total[(msg.venue, msg.market)] += 1
             case Alert():
                 self.bus_alerts_total[msg.level] += 1
-                self.bus_alerts.append(msg)
+                if len(self.new_bus_alerts) < ALERTS_KEPT:
+                    self.new_bus_alerts.append(msg)
                 self.note_alert({"ts": msg.ts_event / 1e9 or time.time(), "level": msg.level,
                                  "rule": msg.kind or "bus", "market": msg.market, "text": msg.text,
                                  "src": msg.src})
