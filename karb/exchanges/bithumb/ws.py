@@ -7,7 +7,7 @@ import json
 import uuid
 
 from karb.exchanges.types import OrderBook
-from karb.exchanges.upbit.ws import parse_orderbook
+from karb.exchanges.v1api.ws import parse_orderbook
 from karb.exchanges.wsstream import BookProtocol
 
 
