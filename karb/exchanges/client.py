@@ -15,22 +15,9 @@ import logging
 from abc import ABC, abstractmethod
 from decimal import ROUND_DOWN, Decimal
 
-from karb.exchanges.errors import (
-    InvalidOrder,
-    OrderNotFound,
-    RateLimited,
-    VenueUnavailable,
-)
+from karb.exchanges.errors import InvalidOrder, OrderNotFound, RateLimited, VenueUnavailable
 from karb.exchanges.ticks import format_decimal, round_price
-from karb.exchanges.types import (
-    Balance,
-    Market,
-    Order,
-    OrderBook,
-    Side,
-    Ticker,
-    TimeInForce,
-)
+from karb.exchanges.types import Balance, Market, Order, OrderBook, Side, Ticker, TimeInForce
 
 log = logging.getLogger(__name__)
 
