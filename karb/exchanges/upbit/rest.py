@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+
+from karb.exchanges.v1api import books
+from karb.exchanges.v1api.client import V1Client
 from karb.exchanges.errors import InvalidOrder
 from karb.exchanges.ratelimit import UPBIT_GROUPS
 from karb.exchanges.transport import Params
 from karb.exchanges.types import Market, Order, Side, TimeInForce
 from karb.exchanges.upbit import auth
-from karb.exchanges.upbit.schemas import UpbitMarket, UpbitOrder
-from karb.exchanges.v1api import books
-from karb.exchanges.v1api.client import V1Client
+from karb.exchanges.upbit.schemas import (UpbitMarket, UpbitOrder)
 
 VENUE = "upbit"
 
