@@ -23,11 +23,12 @@ from bench_orders import bench_orders  # noqa: E402
 from bench_pipeline import bench_pipeline  # noqa: E402
 from bench_runtime import (bench_bus_hop, bench_hang, bench_raw_pyzmq, bench_restart,  # noqa: E402
                            bench_shm)
+from bench_stream import bench_private_stream  # noqa: E402
 from bench_venues import bench_parse, bench_sim_ws  # noqa: E402
 
 BENCHES: list[Callable[[], dict[str, float]]] = [
     bench_shm, bench_parse, bench_raw_pyzmq, bench_bus_hop, bench_restart, bench_hang, bench_sim_ws,
-    bench_orders, bench_pipeline]
+    bench_orders, bench_private_stream, bench_pipeline]
 
 
 def bench_pipeline_watched() -> dict[str, float]:

@@ -17,16 +17,15 @@ import psutil
 import yaml
 
 from karb.config import SimConfig
-from karb.exchanges.upbit.ws import parse_orderbook
+from karb.exchanges.v1api.ws import parse_orderbook
+from karb.sim.frames import orderbook_frame
 from karb.sim.market import MarketModel
 from karb.sim.venue import VenueState
-from karb.sim.frames import orderbook_frame
 from karb.sim.wsfeed import Session
 
 REPO = Path(__file__).resolve().parent.parent
 
-from bench_runtime import stop, scratch_dir  # noqa: E402
-
+from bench_runtime import scratch_dir, stop
 
 
 def _upbit_frames(simple: bool) -> list[bytes]:

@@ -31,7 +31,7 @@
         race with its fill: the order fills completely (against the book up to its limit, the
         rest at its own price), then the cancel is refused as a cancel of a done order is:
         Upbit 400 "done_order", Bithumb 400 "order_not_ready" ("already done"; see
-        engine.Exchange._not_cancellable for the sources), legacy status 5600.
+        rules.Dialect.not_cancellable for the sources), legacy status 5600.
     POST /_sim/faults/clear                    clears every fault above
     POST /_sim/dislocate {"market": "KRW-BTC", "bps": 80, "duration_ms": 3000}
     GET  /_sim/orders                          every order this venue ever accepted

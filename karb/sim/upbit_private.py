@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiMapping
+from multidict import MultiDict, MultiMapping
 
 from karb.sim import late
 from karb.sim.auth import hash_source_from_body
 from karb.sim.engine import Account, Order, VenueError
 from karb.sim.v1render import accounts_json, chance_json, order_json, place_params
-from karb.sim.venue import VenueState, json_body, ok_json, parse_float, request_params
+from karb.sim.venue import VenueState, json_body, ok_json, request_params
 
 Params = MultiMapping[str]
 
@@ -127,8 +127,6 @@ def add_routes(app: web.Application, state: VenueState) -> None:
                "volume": (f"{remain:.8f}" if body.get("new_volume") == "remain_only"
                           else body.get("new_volume"))}
         p = place_params(state, new)
-        if p["price"] is None and body.get("new_price") not in (None, ""):
-            parse_float(new, "price", state.name)
         placed = ex.place(account, p["market"], p["side"], p["ord_type"], p["price"],
                           p["volume"], p["time_in_force"], p["client_id"])
         reply = order_json(old, state="wait")
@@ -149,5 +147,4 @@ def add_routes(app: web.Application, state: VenueState) -> None:
 
 
 def _flat(body: dict[str, Any]) -> Params:
-    from multidict import MultiDict
     return MultiDict((k, str(v)) for k, v in body.items() if v is not None and not isinstance(v, list))

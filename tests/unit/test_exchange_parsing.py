@@ -12,11 +12,18 @@ import pytest
 from karb.exchanges.bithumb.legacy import LegacyBookProtocol
 from karb.exchanges.ticks import floor_lot, floor_lot_decimal
 from karb.exchanges.credentials import Credentials, Secret
-from karb.exchanges.errors import (AuthError, InsufficientFunds, InvalidOrder, OrderNotFound,
-                                   RateLimited, VenueUnavailable, classify)
+from karb.exchanges.errors import (
+    AuthError,
+    InsufficientFunds,
+    InvalidOrder,
+    OrderNotFound,
+    RateLimited,
+    VenueUnavailable,
+    classify,
+)
 from karb.exchanges.ratelimit import RateLimiter
 from karb.exchanges.ticks import format_decimal, round_price
-from karb.exchanges.upbit.ws import parse_orderbook
+from karb.exchanges.v1api.ws import parse_orderbook
 from karb.exchanges.wsstream import Resync
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -107,3 +107,20 @@ def test_order_faults_reject_or_partially_fill() -> None:
     assert err.value.name == "create_bid_error"
     part = ex.place(acct, "KRW-BTC", "bid", "limit", 100_001_000.0, 0.02, "ioc", None)
     assert part.executed_volume == pytest.approx(0.01) and part.state == "cancel"
+
+
+def test_the_simulator_keeps_its_own_venue_rules() -> None:
+    """The simulator validates with its own table (exchanges.md §1.7), never the client's, so a
+    wrong client table fails a test; and it loads without karb.exchanges at all."""
+    import subprocess
+    import sys
+    from decimal import Decimal
+
+    from karb.sim.rules import DIALECTS, on_tick, tick
+    assert [tick(p) for p in (2_000_000, 700_000, 150_000, 60_000, 20_000, 7_000, 3_000)] == \
+        [1000, 500, 100, 50, 10, 5, 1]
+    assert on_tick(Decimal("140001000")) and not on_tick(Decimal("140000500"))
+    assert DIALECTS["bithumb"].ioc_partial_state == "done" and DIALECTS["upbit"].ioc_partial_state == "cancel"
+    code = ("import sys, karb.sim.server\n"
+            "assert not [m for m in sys.modules if m.startswith('karb.exchanges')], 'client loaded'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -19,20 +19,20 @@ from typing import Any
 from urllib.parse import urlencode
 
 from karb.exchanges.credentials import Credentials
-from karb.exchanges.upbit import auth as upbit_auth
+from karb.exchanges.v1api import signing
+from karb.exchanges.v1api.signing import body_hash_source, query_hash_source
 
-query_hash_source = upbit_auth.query_hash_source
-body_hash_source = upbit_auth.body_hash_source
+__all__ = ["authorization", "body_hash_source", "claims", "legacy_headers", "query_hash_source"]
 
 
 def claims(credentials: Credentials, hash_source: str | None, now_ms: int | None = None) -> dict[str, Any]:
-    payload = upbit_auth.claims(credentials, hash_source)
+    payload = signing.claims(credentials, hash_source)
     payload["timestamp"] = now_ms if now_ms is not None else int(time.time() * 1000)
     return payload
 
 
 def authorization(credentials: Credentials, hash_source: str | None) -> dict[str, str]:
-    token = upbit_auth.sign(credentials, claims(credentials, hash_source))
+    token = signing.sign(credentials, claims(credentials, hash_source))
     return {"Authorization": "Bearer " + token}
 
 

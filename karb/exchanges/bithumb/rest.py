@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from karb.exchanges import books
+from karb.exchanges.v1api import books
 from karb.exchanges.bithumb import auth
 from karb.exchanges.bithumb.schemas import (BithumbCancelled, BithumbChance,
                                             BithumbMarket, BithumbOrder, BithumbOrderCreated)
-from karb.exchanges.v1 import V1Client
 from karb.exchanges.client import DEFAULT_ORDER_TIMEOUT_MS
+from karb.exchanges.v1api.client import V1Client
 from karb.exchanges.credentials import Credentials
 from karb.exchanges.errors import InvalidOrder
 from karb.exchanges.ratelimit import BITHUMB_GROUPS

@@ -1,11 +1,11 @@
-"""Bithumb's own wire shapes. Where /v1 matches Upbit (tickers, books, accounts, the WebSocket
-book), the Upbit structs in ``karb.exchanges.upbit.schemas`` are used."""
+"""Bithumb's own wire shapes. Where /v1 matches Upbit's (tickers, books, accounts, the WebSocket
+book), the shared structs in ``karb.exchanges.v1api.schemas`` are used."""
 
 from __future__ import annotations
 
 import msgspec
 
-from karb.exchanges.upbit.schemas import OrderFields
+from karb.exchanges.v1api.schemas import OrderFields
 
 
 class BithumbMarket(msgspec.Struct, gc=False):
@@ -70,7 +70,7 @@ class LegacyBook(msgspec.Struct, gc=False):
 
 class LegacyDepthLevel(msgspec.Struct, gc=False):
     symbol: str
-    orderType: str  # noqa: N815 (Bithumb's name)
+    orderType: str
     price: str
     quantity: str
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-from karb.exchanges import books
-from karb.exchanges.v1 import V1Client
+from karb.exchanges.v1api import books
+from karb.exchanges.v1api.client import V1Client
 from karb.exchanges.errors import InvalidOrder
 from karb.exchanges.ratelimit import UPBIT_GROUPS
 from karb.exchanges.transport import Params

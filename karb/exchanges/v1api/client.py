@@ -6,15 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from karb.exchanges import books
 from karb.exchanges.client import DEFAULT_ORDER_TIMEOUT_MS, VenueClient
 from karb.exchanges.credentials import Credentials
 from karb.exchanges.errors import InvalidOrder
 from karb.exchanges.ratelimit import RateLimiter
 from karb.exchanges.transport import Params, RestTransport
 from karb.exchanges.types import Balance, OrderBook, Ticker
-from karb.exchanges.upbit.auth import query_hash_source
-from karb.exchanges.upbit.schemas import UpbitAccount, UpbitChance, UpbitOrderbook, UpbitTicker
+from karb.exchanges.v1api import books
+from karb.exchanges.v1api.schemas import V1Account, V1Chance, V1Orderbook, V1Ticker
+from karb.exchanges.v1api.signing import query_hash_source
 
 Authorize = Callable[[Credentials, str | None], dict[str, str]]
 
@@ -47,25 +47,25 @@ class V1Client(VenueClient):
 
     async def ticker(self, markets: list[str]) -> list[Ticker]:
         rows = await self.transport.request("GET", "/v1/ticker", self.TICKER_GROUP,
-                                            list[UpbitTicker], params=[("markets", ",".join(markets))])
+                                            list[V1Ticker], params=[("markets", ",".join(markets))])
         return [Ticker(r.market, r.trade_price, r.opening_price, r.high_price, r.low_price,
                        r.acc_trade_volume_24h, books.ms_or_us_to_ns(r.timestamp)) for r in rows]
 
     async def orderbook(self, market: str) -> OrderBook:
         rows = await self.transport.request("GET", "/v1/orderbook", self.ORDERBOOK_GROUP,
-                                            list[UpbitOrderbook], params=[("markets", market)])
+                                            list[V1Orderbook], params=[("markets", market)])
         row = rows[0]
         bids, asks = books.split_units(row.orderbook_units)
         return OrderBook(self.venue, row.market, bids, asks, books.ms_or_us_to_ns(row.timestamp),
                          time.time_ns())
 
     async def balances(self) -> dict[str, Balance]:
-        rows = await self._private("GET", "/v1/accounts", [], list[UpbitAccount])
+        rows = await self._private("GET", "/v1/accounts", [], list[V1Account])
         return {r.currency: Balance(r.currency, float(r.balance), float(r.locked))
                 for r in rows}  # type: ignore[attr-defined]
 
     async def taker_fee(self, market: str) -> float | None:
-        chance = await self._private("GET", "/v1/orders/chance", [("market", market)], UpbitChance)
+        chance = await self._private("GET", "/v1/orders/chance", [("market", market)], V1Chance)
         return max(float(chance.bid_fee), float(chance.ask_fee))  # type: ignore[attr-defined]
 
     async def close(self) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from karb.exchanges.types import Fill, Level, Order, OrderState, Side
-from karb.exchanges.upbit.schemas import OrderFields
+from karb.exchanges.v1api.schemas import OrderFields
 
 STATES = {"wait": OrderState.OPEN, "watch": OrderState.OPEN, "done": OrderState.DONE,
           "cancel": OrderState.CANCELLED}
