@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 
+from karb import curve
 from karb.config import BusConfig, Config
 from karb.messages import BusMessage, Msg, decode, encode
 
@@ -63,6 +65,34 @@ def service_endpoint(cfg: Config, actor: str) -> str:
     return _endpoint(cfg, actor, "ctl", 2, "svc")
 
 
+def curve_keys(bus: BusConfig) -> curve.CurveKeys | None:
+    """The bus's CurveZMQ keys, or None when it runs without (ipc only). Checked at start by
+    the supervisor, so a problem here is one line there, not a traceback in an actor."""
+    return curve.load(bus.curve_keys_dir) if bus.curve_keys_dir is not None else None
+
+
+def secure_context(ctx: zmq.Context, bus: BusConfig) -> None:
+    """With keys: every socket ``ctx`` makes from now on is a CURVE server (see karb.curve)."""
+    keys = curve_keys(bus)
+    if keys is not None:
+        curve.secure_context(ctx, keys)
+
+
+def secure_client(sock: zmq.Socket, bus: BusConfig | None) -> None:
+    """With keys: ``sock`` (not yet connected) is a CURVE client holding our client key."""
+    keys = curve_keys(bus) if bus is not None else None
+    if keys is not None:
+        curve.secure_client(sock, keys)
+
+
+def bind(sock: zmq.Socket, endpoint: str) -> None:
+    """Bind ``sock``; an ipc socket file is made 0600 (the run dir is 0700 as well): whoever
+    can connect to it can read our bus, submit intents or stop actors."""
+    sock.bind(endpoint)
+    if endpoint.startswith("ipc://"):
+        os.chmod(endpoint.removeprefix("ipc://"), 0o600)
+
+
 def _common(sock: zmq.Socket, bus: BusConfig) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     # No exponential back-off (RECONNECT_IVL_MAX stays 0): a restarted publisher is found
@@ -89,7 +119,7 @@ class Publisher:
         _common(self._sock, bus)
         self._sock.setsockopt(zmq.SNDHWM, bus.sndhwm)
         self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscribe, not just the first
-        self._sock.bind(endpoint)
+        bind(self._sock, endpoint)
         self.endpoint = endpoint
 
     @property
@@ -161,16 +191,24 @@ class Subscriber:
     The handler runs synchronously for each message, in order; ``after_batch`` runs once the
     queue is empty, so a consumer can act on a burst as a whole. Malformed payloads are counted
     and skipped; gaps and publisher restarts are counted and logged, never absorbed silently.
+
+    If the handler or ``after_batch`` raises, the subscriber detaches (no further message is
+    delivered) and hands the exception to ``on_error`` — without it, re-raises it. It is never
+    left to the event loop's exception handler, which would log it and carry on with a socket
+    whose wake-up edge is spent: a subscriber that never delivers again.
     """
 
     # Messages handled per wake-up before yielding to other tasks.
     BATCH = 256
 
     def __init__(self, ctx: zmq.Context, bus: BusConfig, handler: MessageHandler,
-                 after_batch: Callable[[], None] | None = None) -> None:
+                 after_batch: Callable[[], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         self._after_batch = after_batch
+        self._on_error = on_error
         self._sock = ctx.socket(zmq.SUB)
         _common(self._sock, bus)
+        secure_client(self._sock, bus)
         self._sock.setsockopt(zmq.RCVHWM, bus.rcvhwm)
         self._handler = handler
         self.tracker = GapTracker()
@@ -209,6 +247,15 @@ class Subscriber:
     def drain(self) -> None:
         if self._closed:
             return
+        try:
+            self._drain()
+        except Exception as exc:
+            self.detach()
+            if self._on_error is None:
+                raise
+            self._on_error(exc)
+
+    def _drain(self) -> None:
         sock = self._sock
         for _ in range(self.BATCH):
             try:
@@ -245,10 +292,16 @@ class Subscriber:
         self.tracker.observe(msg.src, topic, msg.inc, msg.seq)
         return topic, msg
 
-    def close(self) -> None:
+    def detach(self) -> None:
+        """Deliver nothing more (the socket stays open until ``close``)."""
+        if self._closed:
+            return
         self._closed = True
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
+
+    def close(self) -> None:
+        self.detach()
         self._sock.close(linger=0)
 
 
@@ -274,8 +327,9 @@ class LazyPirateClient:
     close the socket (linger 0), reopen, resend the same request; give up after ``attempts``."""
 
     def __init__(self, actx: zmq.asyncio.Context, endpoint: str, timeout_ms: int,
-                 attempts: int = 3) -> None:
+                 attempts: int = 3, bus: BusConfig | None = None) -> None:
         self._actx = actx
+        self._bus = bus  # for its CurveZMQ keys, if any
         self.endpoint = endpoint
         self.timeout_ms = timeout_ms
         self.attempts = attempts
@@ -284,6 +338,7 @@ class LazyPirateClient:
     def _open(self) -> zmq.asyncio.Socket:
         sock = self._actx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
+        secure_client(sock, self._bus)
         sock.connect(self.endpoint)
         return sock
 

@@ -40,8 +40,14 @@ class SupervisorConfig(_Section):
     heartbeat_timeout_ms: int = 1000
     start_timeout_ms: int = 15_000
     shutdown_timeout_ms: int = 3000
+    # Restart intensity, counted per actor (as systemd counts start limits per unit): an actor
+    # restarted more than max_restarts times within period_s is in a crash loop, and the
+    # supervisor stops everything and exits 4 naming it.
     max_restarts: int = 5
     period_s: float = 30.0
+    # Backstop over all actors within period_s; None: max_restarts + the number of actors, so
+    # that one crash of every actor fits while several actors crashing together still stop us.
+    max_restarts_total: int | None = None
     backoff_initial_ms: int = 10
     backoff_max_ms: int = 5000
     # None: no status server; 0: any free port (written to <run_dir>/supervisor.json).
@@ -50,6 +56,8 @@ class SupervisorConfig(_Section):
     def __post_init__(self) -> None:
         _positive(self, "heartbeat_interval_ms", "start_timeout_ms", "shutdown_timeout_ms",
                   "max_restarts", "period_s", "backoff_initial_ms", "backoff_max_ms")
+        if self.max_restarts_total is not None and self.max_restarts_total <= 0:
+            raise ValueError("max_restarts_total must be greater than 0 (or null: automatic)")
         if self.heartbeat_timeout_ms <= 2 * self.heartbeat_interval_ms:
             raise ValueError("heartbeat_timeout_ms must be more than twice heartbeat_interval_ms")
         if self.backoff_max_ms < self.backoff_initial_ms:
@@ -68,9 +76,15 @@ class BusConfig(_Section):
     sndhwm: int = 100_000
     rcvhwm: int = 100_000
     reconnect_ivl_ms: int = 5
+    # CurveZMQ keys (python -m karb.curve DIR): required with tcp, where anyone reaching a port
+    # could otherwise subscribe, submit intents or stop actors; optional with ipc.
+    curve_keys_dir: str | None = None
 
     def __post_init__(self) -> None:
         _positive(self, "sndhwm", "rcvhwm", "reconnect_ivl_ms")
+        if self.transport == "tcp" and self.curve_keys_dir is None:
+            raise ValueError("curve_keys_dir is required with transport: tcp (anyone reaching "
+                             "the ports could trade); generate keys with python -m karb.curve DIR")
 
 
 class VenueConfig(_Section):
@@ -428,6 +442,17 @@ class Config(_Section, kw_only=True):
         _unique("actors", [a.name for a in self.actors])
         if not self.actors:
             raise ValueError("actors must name at least one actor")
+        total = self.supervisor.max_restarts_total
+        if total is not None and total < len(self.actors):
+            raise ValueError(
+                f"supervisor.max_restarts_total: {total} is less than the {len(self.actors)} "
+                "actors; one crash of every actor must fit (raise it, or null for automatic)")
+
+    @property
+    def restart_backstop(self) -> int:
+        """The restart limit over all actors within ``period_s``."""
+        total = self.supervisor.max_restarts_total
+        return total if total is not None else self.supervisor.max_restarts + len(self.actors)
 
     @property
     def run_dir(self) -> Path:
@@ -482,6 +507,11 @@ def explain(exc: msgspec.ValidationError, root: type) -> str:
         key = f"{key}.{field}" if key else field
         return f"{key}: required key is missing"
     message = message[0].lower() + message[1:] if message else message
+    # A check in __post_init__ names its field first ("max_restarts must be ..."): say it as a key.
+    first = message.split(" ", 1)[0]
+    if key and first in _field_names(root, key):
+        key = f"{key}.{first}"
+        message = message.split(" ", 1)[1] if " " in message else message
     return f"{key}: {message}" if key else message
 
 

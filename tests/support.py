@@ -90,16 +90,23 @@ def write_config(directory: Path, actors: list[dict[str, Any]], **sections: Any)
 
 
 class SupervisorProc:
-    """``python supervisor.py CONFIG`` in a subprocess; kills the whole tree on close."""
+    """``python supervisor.py CONFIG`` in a subprocess; kills the whole tree on close.
 
-    def __init__(self, config: Path) -> None:
+    ``own_group``: the supervisor leads a process group of its own (as under a terminal,
+    ``timeout`` or systemd), so a test can signal the whole group, or list it.
+    """
+
+    def __init__(self, config: Path, own_group: bool = False) -> None:
         self.config = config
         self.run_dir = Path(yaml.safe_load(config.read_text())["supervisor"]["run_dir"])
         self.log_path = config.parent / f"supervisor-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, str(REPO / "supervisor.py"), str(config)],
-                                     cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
-        self._seen: set[int] = set()
+                                     cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                     process_group=0 if own_group else None)
+        # Every actor process seen, as psutil handles: they remember the start time, so a pid
+        # recycled since is never killed by close().
+        self._seen: dict[int, psutil.Process] = {}
 
     @property
     def pid(self) -> int:
@@ -115,7 +122,13 @@ class SupervisorProc:
 
     def actors(self) -> dict[str, dict[str, Any]]:
         found = {a["name"]: a for a in self.status()["actors"]}
-        self._seen.update(a["pid"] for a in found.values() if a["pid"])
+        for actor in found.values():
+            pid = actor["pid"]
+            if pid and pid not in self._seen:
+                try:
+                    self._seen[pid] = psutil.Process(pid)
+                except psutil.NoSuchProcess:
+                    pass
         return found
 
     def replaced(self, name: str, old_pid: int, timeout: float = 20.0) -> dict[str, Any]:
@@ -154,16 +167,12 @@ class SupervisorProc:
             except subprocess.TimeoutExpired:
                 pass
         victims = self.descendants()
-        for pid in self._seen:
-            try:
-                victims.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
+        victims += [p for p in self._seen.values() if p.is_running()]  # compares start times
         if self.proc.poll() is None:
             self.proc.kill()
         for victim in victims:
             try:
-                victim.kill()
+                victim.kill()  # psutil checks the start time again: never a recycled pid
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(victims, timeout=5)
@@ -184,3 +193,15 @@ def pid_gone(pid: int) -> bool:
         return proc.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def process_group(pgid: int) -> list[int]:
+    """Pids in process group ``pgid`` (what ``pgrep -g`` lists)."""
+    result = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True,
+                            timeout=10, check=False)
+    return [int(p) for p in result.stdout.split()]
+
+
+def cmdline(pid: int) -> str:
+    """``/proc/<pid>/cmdline`` as ps shows it."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()

@@ -6,8 +6,18 @@ owns everything else: the publisher and subscriber sockets, the control REP sock
 ``stop``), the ``hb.<actor>`` heartbeat, signals, and the watch on the supervisor.
 
 Lifecycle: STARTING (sockets bound, ``on_start`` running) → RUNNING (first heartbeat says so:
-that is readiness) → STOPPING (SIGTERM, a ``stop`` command, or the supervisor's death) → exit 0.
-An exception anywhere ends the process non-zero; the supervisor decides what happens next.
+that is readiness) → STOPPING (a ``stop`` command, SIGTERM/SIGINT from the supervisor, or the
+supervisor's death) → subscriber detached → ``on_stop`` → exit 0. An exception anywhere,
+``on_message`` included, ends the process non-zero with its traceback logged once; the
+supervisor decides what happens next.
+
+Signals: while the supervisor lives, an actor stops only on the ``stop`` command (which the
+supervisor sends, in reverse start order) and leaves SIGTERM/SIGINT to the supervisor: sent to
+the whole process group (a terminal's Ctrl-C, ``timeout``, systemd's ``KillMode=control-group``)
+they reach the supervisor too, which then stops everything in order. They are blocked in every
+thread of an actor (the forkserver it is forked from ignores them, so they cannot end it
+before that) and taken by one thread with ``sigwaitinfo``. Once the supervisor is gone they are
+obeyed (and the actor stops by itself anyway, see ``_watch_supervisor``).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ClassVar
 
 import msgspec
@@ -28,8 +38,9 @@ import psutil
 import uvloop
 import zmq
 import zmq.asyncio
+from zmq.auth.thread import ThreadAuthenticator
 
-from karb import bus, topics
+from karb import bus, curve, topics
 from karb.config import Config
 from karb.exitcodes import ExitCode
 from karb.messages import (ActorState, ActorStatus, BusMessage, ControlReply, ControlRequest,
@@ -38,6 +49,16 @@ from karb.messages import (ActorState, ActorStatus, BusMessage, ControlReply, Co
 # How long an orphaned actor may take to stop in order before it exits hard.
 ORPHAN_GRACE_S = 0.8
 _PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def block_stop_signals() -> None:
+    """Block SIGTERM and SIGINT in the calling thread and every thread it starts afterwards
+    (the main thread, before any other exists); they are taken by ``_take_stop_signals``."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:  # the forkserver ignores them; we take them
+            signal.signal(sig, signal.SIG_DFL)
 
 
 class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -77,6 +98,8 @@ class Actor:
         self._process = psutil.Process()
         self.ctx: zmq.Context | None = None
         self.actx: zmq.asyncio.Context | None = None
+        self._orphaned = threading.Event()
+        self._failure: BaseException | None = None
 
     # -- for subclasses ----------------------------------------------------------------------
 
@@ -141,21 +164,55 @@ class Actor:
 
     def main(self) -> int:
         """Run the actor to completion; returns the process exit code."""
+        block_stop_signals()  # before any thread exists, so that every thread inherits it
         _die_with_parent()
-        _watch_supervisor(self.spec.supervisor_pid)
+        _watch_supervisor(self.spec.supervisor_pid, self._orphaned)
         try:
             return uvloop.run(self._run())
-        except Exception:
-            self.log.exception("actor failed")
+        except Exception as exc:
+            self.log.error("actor failed", exc_info=_sole_cause(exc))
             return ExitCode.ERROR
+
+    def _on_signal(self, signo: int, sender: int) -> None:
+        name = signal.Signals(signo).name
+        if self._orphaned.is_set():
+            self.request_stop(f"{name} (pid {sender}) while orphaned")
+        elif self.state != "STOPPING":
+            self.log.info("%s from pid %d left to the supervisor (pid %d), which stops actors "
+                          "in order", name, sender, self.spec.supervisor_pid)
+
+    def _crash(self, exc: BaseException) -> None:
+        """A handler called from the event loop failed: end the actor with that exception.
+        Raised inside the TaskGroup, it takes the same path as a failed task (one traceback,
+        exit 1); never left to the loop's exception handler, which would log it and go on."""
+        if self._failure is not None:
+            return
+        self._failure = exc
+        if self._sub is not None:
+            self._sub.detach()
+
+        async def reraise() -> None:
+            raise exc
+
+        try:
+            self.spawn(reraise(), name="failed-handler")
+        except (AssertionError, RuntimeError):  # no TaskGroup to fail: _run raises it at its end
+            if self._stop_event is not None:
+                self._stop_event.set()
 
     async def _run(self) -> int:
         loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
-        self.ctx = zmq.Context()
-        self.actx = zmq.asyncio.Context.shadow(self.ctx)
+        _take_stop_signals(loop, self._on_signal)
         cfg = self.config
+        self.ctx = zmq.Context()
+        keys = bus.curve_keys(cfg.bus)
+        # The ZAP handler before any bind (without one, CURVE admits any key), and before the
+        # context's server defaults (its own inproc socket needs none).
+        auth = curve.start_authenticator(self.ctx, keys) if keys is not None else None
+        bus.secure_context(self.ctx, cfg.bus)
+        self.actx = zmq.asyncio.Context.shadow(self.ctx)
+        bus.secure_context(self.actx, cfg.bus)  # a shadow has its own socket defaults
         try:
             self._pub = bus.Publisher(self.ctx, bus.pub_endpoint(cfg, self.name), self.name,
                                       self.inc, cfg.bus, self._on_subscribe)
@@ -171,21 +228,28 @@ class Actor:
                 self._send_heartbeat()
                 self.spawn(self._heartbeat_loop(), name="heartbeat")
                 await self._stop_event.wait()
+                if self._failure is not None:
+                    raise self._failure
                 self.state = "STOPPING"
                 self._send_heartbeat()
+                if self._sub is not None:
+                    # Before on_stop releases what handlers use (a shm table, a strategy's
+                    # state): no message is handed over once stopping has begun.
+                    self._sub.detach()
                 await self.on_stop()
                 for task in list(self._tasks):
                     task.cancel()
         finally:
-            self._close_sockets(loop)
+            self._close_sockets(loop, auth)
         return ExitCode.OK
 
     def _open_subscriber(self) -> bus.Subscriber | None:
         wanted = list(self.subscriptions())
         if not wanted:
             return None
-        sub = bus.Subscriber(self.ctx, self.config.bus, self._deliver,  # type: ignore[arg-type]
-                             self.on_batch)
+        assert self.ctx is not None
+        sub = bus.Subscriber(self.ctx, self.config.bus, self._deliver, self.on_batch,
+                             on_error=self._crash)
         sub.connect(sorted({bus.pub_endpoint(self.config, src) for src, _ in wanted}))
         sub.subscribe({prefix for _, prefix in wanted})
         return sub
@@ -198,7 +262,10 @@ class Actor:
         if self.state != "STARTING" and topics.heartbeat(self.name).startswith(prefix):
             self._send_heartbeat()
         if self.state == "RUNNING":
-            self.on_subscribe(prefix)
+            try:
+                self.on_subscribe(prefix)
+            except Exception as exc:  # called from a reader callback: must not be swallowed
+                self._crash(exc)
 
     # -- heartbeat ------------------------------------------------------------------------------
 
@@ -242,7 +309,7 @@ class Actor:
         assert self.actx is not None
         sock = self.actx.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(bus.control_endpoint(self.config, self.name))
+        bus.bind(sock, bus.control_endpoint(self.config, self.name))
         replies = bus.ReplyCache(256)
         try:
             while True:
@@ -273,12 +340,15 @@ class Actor:
         replies.put(req.req_id, reply)
         return reply
 
-    def _close_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _close_sockets(self, loop: asyncio.AbstractEventLoop,
+                       auth: ThreadAuthenticator | None) -> None:
         if self._sub is not None:
             self._sub.close()
         if self._pub is not None:
             loop.remove_reader(self._pub.fd)
             self._pub.close()
+        if auth is not None:
+            auth.stop()
         if self.ctx is not None:
             self.ctx.destroy(linger=0)
 
@@ -292,7 +362,31 @@ def _die_with_parent() -> None:
         pass
 
 
-def _watch_supervisor(supervisor_pid: int) -> None:
+def _sole_cause(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member groups: the TaskGroup's wrapping adds
+    nothing to a traceback a trader has to read."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _take_stop_signals(loop: asyncio.AbstractEventLoop,
+                       handler: Callable[[int, int], None]) -> None:
+    """A thread that takes the blocked SIGTERM/SIGINT with their sender's pid and hands them to
+    ``handler(signo, sender_pid)`` on the loop. Signals that came earlier are pending: taken now."""
+
+    def take() -> None:
+        while True:
+            info = signal.sigwaitinfo(STOP_SIGNALS)
+            try:
+                loop.call_soon_threadsafe(handler, info.si_signo, info.si_pid)
+            except RuntimeError:  # the loop is closed: the process is exiting anyway
+                return
+
+    threading.Thread(target=take, name="stop-signals", daemon=True).start()
+
+
+def _watch_supervisor(supervisor_pid: int, orphaned: threading.Event) -> None:
     """A thread that ends the process once the supervisor is gone, even if the loop is stuck:
     SIGTERM first (orderly stop), then a hard exit after ORPHAN_GRACE_S."""
 
@@ -308,6 +402,7 @@ def _watch_supervisor(supervisor_pid: int) -> None:
         else:
             while psutil.pid_exists(supervisor_pid):
                 time.sleep(0.1)
+        orphaned.set()
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(ORPHAN_GRACE_S)
         os._exit(ExitCode.ORPHANED)

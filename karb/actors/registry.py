@@ -7,6 +7,7 @@ costs a fork, not an interpreter start plus imports.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 
 from karb.actors.base import Actor
 
@@ -22,13 +23,17 @@ BUILTIN: dict[str, str] = {
     "monitor": "karb.ops.monitor:Monitor",  # market state + execution quality (karb/ops)
 }
 
-# Heavy third-party modules every actor needs; imported in the forkserver before any fork.
-PRELOAD = ["uvloop", "zmq", "zmq.asyncio", "msgspec", "psutil", "aiohttp", "yaml",
-           "karb.actors.base"]
+# What every actor needs; imported in the forkserver before any fork.
+PRELOAD = ["uvloop", "zmq", "zmq.asyncio", "zmq.auth.thread", "msgspec", "psutil",
+           "setproctitle", "karb.actors.base", "karb.actors.runner"]
 
 
-def preload_modules() -> list[str]:
-    return PRELOAD + sorted({path.split(":")[0] for path in BUILTIN.values()})
+def preload_modules(kinds: Iterable[str]) -> list[str]:
+    """PRELOAD plus the module of each actor kind in use (and so what it imports: aiohttp for
+    the feeds, execution and the simulator), so that a restart costs a fork, not imports —
+    and a small config does not import the whole system in its forkserver."""
+    paths = (BUILTIN.get(kind, kind) for kind in kinds)
+    return PRELOAD + sorted({path.split(":")[0] for path in paths if ":" in path})
 
 
 class UnknownActorKind(Exception):

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
+from setproctitle import setproctitle
+
 from karb import logs
-from karb.actors.base import ChildSpec
+from karb.actors.base import ChildSpec, block_stop_signals
 from karb.actors.registry import resolve
 
 
 def run_actor(spec: ChildSpec) -> None:
-    # Ctrl-C reaches the whole process group; only the supervisor acts on it, stopping the
-    # actors in reverse order with SIGTERM.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM/SIGINT to the whole process group (Ctrl-C, timeout, systemd) reach the actors
+    # too; only the supervisor acts on them, stopping the actors in reverse order (see base.py).
+    block_stop_signals()
+    # One line per actor in ps/top, not forkserver's command line six times.
+    setproctitle(f"karb: {spec.name} [{spec.config.path}]")
     logs.configure()
     actor_cls = resolve(spec.config.actor(spec.name).kind)
     sys.exit(int(actor_cls(spec).main()))

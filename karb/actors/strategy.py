@@ -68,8 +68,9 @@ class Strategy(Actor):
         self.outbox: asyncio.Queue[Intent] = asyncio.Queue()
         self.sent = self.accepted = 0
         self.decisions: dict[str, int] = {}
-        self.client = bus.LazyPirateClient(self.actx, bus.service_endpoint(cfg, self.params.execution),  # type: ignore[arg-type]
-                                           self.params.request_timeout_ms, attempts=3)
+        assert self.actx is not None
+        self.client = bus.LazyPirateClient(self.actx, bus.service_endpoint(cfg, self.params.execution),
+                                           self.params.request_timeout_ms, attempts=3, bus=cfg.bus)
         self.spawn(self._send_intents(), name="intents")
         self.spawn(self._summary(), name="summary")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from karb import bus
+from karb import bus, curve
 from karb.actors.registry import UnknownActorKind, resolve
 from karb.config import Config, ConfigError, convert_params
 
@@ -22,6 +22,10 @@ def resolve_params(config: Config) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f"config error: {config.path}: {exc}") from None
         cls.preflight(config, params[spec.name])
+    try:
+        bus.curve_keys(config.bus)
+    except curve.CurveKeyError as exc:
+        raise ConfigError(f"config error: {config.path}: bus.curve_keys_dir: {exc}") from None
     for spec in config.actors:  # an unusable ipc path is a config error too
         try:
             bus.pub_endpoint(config, spec.name)

@@ -1,5 +1,7 @@
 """Restart decisions, OTP style: per-child restart type, exponential back-off with jitter, and
-an intensity limit (more than ``max_restarts`` within ``period_s`` → give up)."""
+an intensity limit counted per child (more than ``max_restarts`` restarts of one child within
+``period_s`` → give up), with a backstop over all children sized so that one crash of every
+child fits."""
 
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ def should_restart(restart: RestartType, exitcode: int | None) -> bool:
 
 
 class RestartPolicy:
-    def __init__(self, cfg: SupervisorConfig, rng: random.Random | None = None) -> None:
+    def __init__(self, cfg: SupervisorConfig, backstop: int,
+                 rng: random.Random | None = None) -> None:
         self._cfg = cfg
+        self.backstop = backstop
         self._rng = rng or random.Random()
         self._restarts: deque[float] = deque()  # times of restarts, all children
         self._per_child: dict[str, deque[float]] = {}
@@ -29,14 +33,21 @@ class RestartPolicy:
         while times and now - times[0] > self._cfg.period_s:
             times.popleft()
 
-    def record(self, child: str, now: float) -> bool:
-        """Count one restart; False if that exceeds the intensity limit."""
+    def record(self, child: str, now: float) -> str | None:
+        """Count one restart of ``child``; if that exceeds a limit, say which (one line)."""
         self._restarts.append(now)
         self._trim(self._restarts, now)
         mine = self._per_child.setdefault(child, deque())
         mine.append(now)
         self._trim(mine, now)
-        return len(self._restarts) <= self._cfg.max_restarts
+        period = f"{self._cfg.period_s:g} s"
+        if len(mine) > self._cfg.max_restarts:
+            return (f"restart intensity exceeded: actor {child} needed more than "
+                    f"{self._cfg.max_restarts} restarts within {period} (supervisor.max_restarts)")
+        if len(self._restarts) > self.backstop:
+            return (f"restart intensity exceeded: more than {self.backstop} restarts of all actors "
+                    f"within {period}, the last of actor {child} (supervisor.max_restarts_total)")
+        return None
 
     def recent(self, now: float) -> int:
         self._trim(self._restarts, now)

@@ -1,6 +1,11 @@
 """The run dir: owned by exactly one supervisor at a time (a lock file), holding the bus and
 control ipc files, the record of child pids, and ``supervisor.json`` (pid, status URL).
 
+It is private to the user running the supervisor: created 0700 (the supervisor's umask, 077,
+makes everything created in it 0600), an existing one tightened to 0700, and one that another
+user owns or that is group- or world-writable refused — whoever can write there can replace
+our sockets, and whoever can connect to them can submit intents or stop actors.
+
 Binding an ipc path another live process holds silently steals it, so the lock is what makes
 ipc endpoints safe. ``flock`` is released by the kernel when its holder dies, even by SIGKILL;
 the next supervisor then reaps whatever children the dead one left (by pid *and* start time,
@@ -14,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 
 import psutil
@@ -26,8 +32,16 @@ INFO_FILE = "supervisor.json"
 SOCKET_DIRS = ("bus", "ctl")
 
 
-class RunDirBusy(Exception):
+class RunDirError(Exception):
+    """The run dir cannot be used; ``str()`` is one line naming the cause and the fix."""
+
+
+class RunDirBusy(RunDirError):
     """Another supervisor holds this run dir."""
+
+
+class RunDirUnsafe(RunDirError):
+    """The run dir belongs to another user or others may write to it."""
 
 
 class RunDir:
@@ -36,9 +50,10 @@ class RunDir:
         self._lock_fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise RunDirBusy naming the holder's pid."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock or raise RunDirBusy naming the holder's pid (RunDirUnsafe: see above)."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.check_private()
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -52,12 +67,31 @@ class RunDir:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
 
+    def check_private(self) -> None:
+        """Refuse a run dir of another user or one others may write to; tighten it to 0700."""
+        st = os.stat(self.path)
+        if st.st_uid != os.getuid():
+            raise RunDirUnsafe(f"run dir {self.path} belongs to uid {st.st_uid}, not to you "
+                               f"(uid {os.getuid()}): set supervisor.run_dir to a dir of your own")
+        if st.st_mode & 0o022:
+            raise RunDirUnsafe(f"run dir {self.path} is group- or world-writable (mode "
+                               f"{stat.S_IMODE(st.st_mode):04o}): run chmod 700 {self.path}, "
+                               "or set supervisor.run_dir to a private dir")
+        if st.st_mode & 0o077:
+            os.chmod(self.path, 0o700)
+
     def prepare(self) -> None:
-        """Make the run dir ready for a fresh start: reap stragglers, clear stale sockets."""
+        """Make the run dir ready for a fresh start: reap stragglers, clear stale sockets, and
+        make files an earlier version left readable to others (a journal, say) private."""
         self.reap_stragglers()
+        for entry in self.path.iterdir():
+            st = entry.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
+                os.chmod(entry, 0o600)
         for name in SOCKET_DIRS:
             folder = self.path / name
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
             for stale in folder.iterdir():
                 stale.unlink(missing_ok=True)
 

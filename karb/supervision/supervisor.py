@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import time
@@ -29,12 +28,12 @@ import zmq
 
 from karb import bus, topics
 from karb.actors.base import ChildSpec
-from karb.actors.registry import preload_modules
 from karb.actors.runner import run_actor
 from karb.config import ActorSpec, Config
 from karb.exitcodes import ExitCode
-from karb.messages import BusMessage, Heartbeat
+from karb.messages import BusMessage, ControlRequest, Heartbeat, encode
 from karb.ops.hub import OpsHub
+from karb.supervision import forkserver
 from karb.supervision.restart import RestartPolicy, should_restart
 from karb.supervision.rundir import RunDir
 from karb.shm import TopOfBookTable, segment_path
@@ -78,7 +77,7 @@ class Supervisor:
         self.run_dir = run_dir
         self.children = [Child(spec, params[spec.name]) for spec in config.actors]
         self._by_name = {c.name: c for c in self.children}
-        self.policy = RestartPolicy(self.cfg)
+        self.policy = RestartPolicy(self.cfg, config.restart_backstop)
         self.exit_code = ExitCode.OK
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
@@ -87,6 +86,7 @@ class Supervisor:
         self._status = StatusServer(self.status, self.ops.add_routes)
         self._started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ctx: zmq.Context | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -95,11 +95,14 @@ class Supervisor:
         self._stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        # supervisor.py blocks them until now: one that came during start is handled here.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         self.run_dir.prepare()
         table = TopOfBookTable.create(segment_path(self.config.run_dir),
                                       len(self.config.venues), len(self.config.markets))
-        ctx = zmq.Context()
-        sub = bus.Subscriber(ctx, self.config.bus, self._on_message)
+        ctx = self._ctx = zmq.Context()
+        bus.secure_context(ctx, self.config.bus)
+        sub = bus.Subscriber(ctx, self.config.bus, self._on_message, on_error=self._on_handler_error)
         try:
             sub.connect(bus.pub_endpoint(self.config, c.name) for c in self.children)
             sub.subscribe([topics.HEARTBEAT, *self.ops.prefixes()])
@@ -107,8 +110,6 @@ class Supervisor:
             sub.attach(loop)
             if not await self._start_status():
                 return self.exit_code
-            self._mp.set_forkserver_preload(preload_modules())
-            multiprocessing.forkserver.ensure_running()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_liveness())
                 tg.create_task(self._collect_stats())
@@ -122,8 +123,7 @@ class Supervisor:
         except* _Done:
             pass
         finally:
-            if not self._stopping:  # an unexpected error: still leave nothing behind
-                await self._stop_all()
+            await self._stop_all()  # after an unexpected error too: leave nothing behind
             sub.close()
             ctx.destroy(linger=0)
             await self._status.stop()
@@ -182,6 +182,16 @@ class Supervisor:
             log.info("stopping all actors: %s", reason)
             self.ops.stopping()
             self._stop_requested.set()
+            # From this moment an exit is a stop, never a crash to restart.
+            self._stopping = True
+            for child in self.children:
+                if child.restart_timer is not None:
+                    child.restart_timer.cancel()
+                    child.restart_timer = None
+
+    def _on_handler_error(self, exc: BaseException) -> None:
+        log.error("supervisor's heartbeat handler failed", exc_info=exc)
+        self.fail(ExitCode.ERROR, "internal error: stopping")
 
     def fail(self, code: ExitCode, reason: str) -> None:
         """Stop everything in order and exit with ``code``."""
@@ -203,14 +213,27 @@ class Supervisor:
             return
         child.state = "STOPPING"
         grace = self.cfg.shutdown_timeout_ms / 1000
-        _signal(child.pid, signal.SIGTERM)
+        # The stop command, not a signal: a SIGTERM sent to the whole process group is pending
+        # in the actor at this moment, and a second SIGTERM would merge with it (standard
+        # signals do not queue), so the actor could not tell ours from the outside one. A
+        # request on its control socket cannot be lost that way; it waits for a starting
+        # actor's socket to be bound, and it is authenticated like any control client.
+        assert self._ctx is not None
+        sock = self._ctx.socket(zmq.REQ)
         try:
+            sock.setsockopt(zmq.LINGER, 0)
+            bus.secure_client(sock, self.config.bus)
+            sock.connect(bus.control_endpoint(self.config, child.name))
+            sock.send(encode(ControlRequest(req_id=f"supervisor-stop-{child.incarnation}",
+                                            cmd="stop")), zmq.NOBLOCK)
             await asyncio.wait_for(child.exited.wait(), grace)
         except TimeoutError:
             log.warning("actor %s did not stop within %d ms: SIGKILL", child.name,
                         self.cfg.shutdown_timeout_ms)
             _signal(child.pid, signal.SIGKILL)
             await child.exited.wait()
+        finally:
+            sock.close(linger=0)
 
     # -- spawning and exits ----------------------------------------------------------------------
 
@@ -228,7 +251,11 @@ class Supervisor:
         child.last_heartbeat = None
         child.spawned_at = time.monotonic()
         try:
-            proc.start()
+            if forkserver.is_running():
+                proc.start()
+            else:  # someone killed it: the new one must ignore stop signals too
+                with forkserver.stop_signals_ignored_by_spawned():
+                    proc.start()
         except Exception as exc:  # e.g. the forkserver died; it is restarted on the next try
             log.error("could not start %s: %r", child.name, exc)
             child.process, child.pid = None, None
@@ -270,10 +297,9 @@ class Supervisor:
         child.state = "DOWN"
         log.warning("%s %s", child.name, how)
         now = time.monotonic()
-        if not self.policy.record(child.name, now):
-            self.fail(ExitCode.RESTART_INTENSITY,
-                      f"restart intensity exceeded: more than {self.cfg.max_restarts} restarts "
-                      f"within {self.cfg.period_s:g} s (last: {child.name}); giving up")
+        exceeded = self.policy.record(child.name, now)
+        if exceeded is not None:
+            self.fail(ExitCode.RESTART_INTENSITY, f"{exceeded}; giving up")
             return
         child.restarts += 1
         delay = self.policy.backoff_s(child.name)

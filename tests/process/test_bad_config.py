@@ -20,7 +20,7 @@ CASES = [
      "supervisor.heartbeat_interval_ms: expected `int`, got `str`"),
     ("missing key", "actors:\n  - {kind: probe_source}\n", "actors[0].name: required key is missing"),
     ("rule broken", "supervisor: {heartbeat_interval_ms: 500, heartbeat_timeout_ms: 600}\n"
-     "actors:\n" + GOOD_ACTOR, "supervisor: heartbeat_timeout_ms must be more than twice"),
+     "actors:\n" + GOOD_ACTOR, "supervisor.heartbeat_timeout_ms: must be more than twice"),
     ("bad enum", "actors:\n  - {name: a, kind: probe_source, restart: sometimes}\n",
      "actors[0].restart: invalid enum value 'sometimes'"),
     ("unknown kind", "actors:\n  - {name: a, kind: nosuch}\n",
@@ -30,6 +30,10 @@ CASES = [
     ("yaml syntax", "actors: [\n  - a: b: c\n", "invalid YAML"),
     ("not a mapping", "- just\n- a list\n", "expected a mapping of sections at the top"),
     ("bad market", "markets: [btc]\nactors:\n" + GOOD_ACTOR, "market 'btc' must look like KRW-BTC"),
+    ("tcp without keys", "bus: {transport: tcp}\nactors:\n" + GOOD_ACTOR,
+     "bus.curve_keys_dir: is required with transport: tcp"),
+    ("missing keys", "bus: {transport: tcp, curve_keys_dir: /nonexistent/keys}\nactors:\n"
+     + GOOD_ACTOR, "bus.curve_keys_dir: /nonexistent/keys: No such file or directory; generate"),
 ]
 
 

@@ -70,7 +70,7 @@ def test_actor_crashing_on_start_exhausts_intensity_and_stops_in_order(workdir: 
         assert code == ExitCode.RESTART_INTENSITY, log
         assert log.count("injected start failure") == 4  # first start + 3 restarts
         assert "restarting broken in" in log
-        assert "restart intensity exceeded" in log
+        assert "restart intensity exceeded: actor broken needed more than 3 restarts" in log
         assert "steady stopped (code 0)" in log  # stopped in order, not abandoned
         assert_nothing_left(sup, [])
 

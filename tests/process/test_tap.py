@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from karb import curve
 from tests.support import REPO, SupervisorProc, free_ports, write_config
 
 PROBES = [{"name": "src", "kind": "probe_source", "params": {"interval_us": 5000}},
@@ -61,7 +62,9 @@ def test_tap_json_stats_and_shm(workdir: Path) -> None:
 
 def test_tcp_transport_carries_the_same_bus(workdir: Path) -> None:
     base = free_ports(3 * len(PROBES))  # each actor binds base + 3i + 0..2
-    config = write_config(workdir, PROBES, bus={"transport": "tcp", "tcp_base_port": base})
+    curve.generate(workdir / "keys")
+    config = write_config(workdir, PROBES, bus={"transport": "tcp", "tcp_base_port": base,
+                                                "curve_keys_dir": str(workdir / "keys")})
     with SupervisorProc(config) as sup:
         sup.wait_running()
         result = tap(config, "--topic", "probe.", "--json", "--count", "3")

@@ -62,7 +62,7 @@ def test_restart_types() -> None:
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
     cfg = SupervisorConfig(backoff_initial_ms=10, backoff_max_ms=50, max_restarts=100)
-    policy = RestartPolicy(cfg, random.Random(1))
+    policy = RestartPolicy(cfg, 1000, random.Random(1))
     delays = []
     for i in range(5):
         policy.record("a", float(i))
@@ -71,9 +71,22 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
         assert base * 0.8 <= got <= base * 1.2
 
 
-def test_intensity_limit_counts_only_within_the_period() -> None:
-    policy = RestartPolicy(SupervisorConfig(max_restarts=2, period_s=10))
-    assert policy.record("a", 0.0) and policy.record("b", 1.0)
-    assert not policy.record("a", 2.0)  # third within 10 s
-    policy2 = RestartPolicy(SupervisorConfig(max_restarts=2, period_s=10))
-    assert policy2.record("a", 0.0) and policy2.record("a", 1.0) and policy2.record("a", 11.5)
+def test_intensity_limit_counts_each_actor_within_the_period() -> None:
+    policy = RestartPolicy(SupervisorConfig(max_restarts=2, period_s=10), backstop=100)
+    assert policy.record("a", 0.0) is None and policy.record("b", 1.0) is None
+    assert policy.record("a", 2.0) is None  # a's second: others' restarts do not count for a
+    exceeded = policy.record("a", 3.0)  # a's third within 10 s
+    assert exceeded is not None and "actor a" in exceeded and "supervisor.max_restarts" in exceeded
+    policy2 = RestartPolicy(SupervisorConfig(max_restarts=2, period_s=10), backstop=100)
+    assert all(policy2.record("a", t) is None for t in (0.0, 1.0, 11.5))
+
+
+def test_one_crash_of_every_actor_fits_but_the_backstop_still_trips() -> None:
+    actors = [f"actor{i}" for i in range(6)]
+    cfg = SupervisorConfig(max_restarts=5, period_s=30)
+    policy = RestartPolicy(cfg, backstop=cfg.max_restarts + len(actors))  # the default: 11
+    assert all(policy.record(name, float(i)) is None for i, name in enumerate(actors))
+    for i, name in enumerate(actors[:5]):  # a second crash of five of them: 11 in all
+        assert policy.record(name, 6.0 + i) is None
+    exceeded = policy.record("actor5", 12.0)  # 12th: no actor past its own limit of 5
+    assert exceeded is not None and "max_restarts_total" in exceeded and "actor5" in exceeded

@@ -44,3 +44,17 @@ def test_shipped_configs_load() -> None:
     root = Path(__file__).resolve().parents[2] / "configs"
     for path in sorted(root.glob("*.yaml")):
         assert load_config(path).actors
+
+
+def test_restart_intensity_keys_are_named_in_errors(tmp_path: Path) -> None:
+    actors = "actors:\n  - {name: a, kind: x}\n  - {name: b, kind: x}\n"
+    cfg = load_config(write(tmp_path, actors))
+    assert cfg.restart_backstop == cfg.supervisor.max_restarts + 2
+    with pytest.raises(ConfigError, match=r"supervisor\.max_restarts: must be greater than 0"):
+        load_config(write(tmp_path, "supervisor: {max_restarts: 0}\n" + actors))
+    with pytest.raises(ConfigError, match=r"supervisor\.period_s: must be greater than 0"):
+        load_config(write(tmp_path, "supervisor: {period_s: -1}\n" + actors))
+    with pytest.raises(ConfigError, match=r"supervisor\.max_restarts_total: 1 is less than the 2 "):
+        load_config(write(tmp_path, "supervisor: {max_restarts_total: 1}\n" + actors))
+    assert load_config(write(tmp_path, "supervisor: {max_restarts_total: 2}\n" + actors)
+                       ).restart_backstop == 2
