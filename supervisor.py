@@ -3,7 +3,7 @@
 
 import sys
 
-from karb.supervisor import main
+from karb.supervision.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

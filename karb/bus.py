@@ -178,6 +178,7 @@ class Subscriber:
         self.malformed = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._poll_interval_s = 0.0
 
     def connect(self, endpoints: Iterable[str]) -> None:
         for endpoint in endpoints:
@@ -187,11 +188,23 @@ class Subscriber:
         for prefix in prefixes:
             self._sock.setsockopt(zmq.SUBSCRIBE, prefix)
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start delivering messages to the handler from ``loop``."""
+    def attach(self, loop: asyncio.AbstractEventLoop, poll_interval_s: float | None = None) -> None:
+        """Start delivering messages to the handler from ``loop``: as they arrive, or, with
+        ``poll_interval_s``, in batches that often (fewer wake-ups for a consumer that needs
+        no promptness: ZeroMQ queues meanwhile, up to the receive high-water mark)."""
         self._loop = loop
-        loop.add_reader(self._sock.getsockopt(zmq.FD), self.drain)
+        if poll_interval_s is None:
+            loop.add_reader(self._sock.getsockopt(zmq.FD), self.drain)
+        else:
+            self._poll_interval_s = poll_interval_s
+            loop.call_later(poll_interval_s, self._poll)
         loop.call_soon(self.drain)  # anything queued before the reader existed
+
+    def _poll(self) -> None:
+        if self._closed or self._loop is None:
+            return
+        self._loop.call_later(self._poll_interval_s, self._poll)
+        self.drain()
 
     def drain(self) -> None:
         if self._closed:

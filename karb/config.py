@@ -87,6 +87,9 @@ class VenueConfig(_Section):
     api: Literal["current", "legacy"] = "current"
     stale_after_ms: int = 5000
     request_timeout_ms: int = 5000
+    # An order POST's own timeout: the venues answer an order in tens of ms, and until an
+    # unanswered order is resolved (karb.execution.legs) a position may stand one-sided.
+    order_timeout_ms: int = 1000
     # Taker fee as a fraction; default: the venue's base KRW rate (Upbit 0.05 %, Bithumb 0.25 %,
     # 0.04 % with Bithumb's coupon: set it to what your account really pays).
     taker_fee: float | None = None
@@ -98,7 +101,7 @@ class VenueConfig(_Section):
         return 0.0005 if self.name == "upbit" else 0.0025
 
     def __post_init__(self) -> None:
-        _positive(self, "stale_after_ms", "request_timeout_ms")
+        _positive(self, "stale_after_ms", "request_timeout_ms", "order_timeout_ms")
         if self.api == "legacy" and self.name != "bithumb":
             raise ValueError("api: legacy exists only for bithumb")
 
@@ -117,11 +120,117 @@ class SimVenueConfig(_Section):
 
 
 class DislocationConfig(_Section):
-    """Random episodes in which one venue's prices move away from the other's."""
+    """Random episodes in which one venue's prices move away from the other's.
+
+    They arrive as a Poisson process at ``rate_per_min`` over the whole model, each on a
+    random market and venue, up or down. ``size_dist``: ``fixed`` (every one ``size_bps``),
+    ``pareto`` (``size_bps`` the smallest, tail index ``pareto_alpha``) or ``lognormal``
+    (``size_bps`` the median, ``lognormal_sigma`` the spread), capped at ``max_bps``.
+    ``half_life_ms`` 0: a flat window of ``duration_ms``; above 0, each decays exponentially
+    with its own half-life (median ``half_life_ms``, lognormal spread ``half_life_sigma``) and
+    ends below 0.5 bps or after ``duration_ms``. See ``karb/sim/dislocations.py``.
+    """
 
     rate_per_min: float = 2.0
     size_bps: float = 60.0
     duration_ms: int = 3000
+    size_dist: Literal["fixed", "pareto", "lognormal"] = "fixed"
+    pareto_alpha: float = 1.5
+    lognormal_sigma: float = 1.0
+    max_bps: float = 1000.0
+    half_life_ms: int = 0
+    half_life_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "size_bps", "duration_ms", "pareto_alpha", "max_bps")
+        if self.rate_per_min < 0 or self.half_life_ms < 0:
+            raise ValueError("rate_per_min and half_life_ms must not be negative")
+        if self.lognormal_sigma < 0 or self.half_life_sigma < 0:
+            raise ValueError("lognormal_sigma and half_life_sigma must not be negative")
+
+
+def _check_chain(levels: list[float], hold_s: list[float], transition: list[list[float]]) -> None:
+    if not levels or len(hold_s) != len(levels):
+        raise ValueError("levels and hold_s must be non-empty lists of the same length")
+    if any(h <= 0 for h in hold_s):
+        raise ValueError("every hold_s must be greater than 0")
+    if transition:
+        n = len(levels)
+        if len(transition) != n or any(len(row) != n for row in transition):
+            raise ValueError(f"transition must be {n} rows of {n} probabilities")
+        for i, row in enumerate(transition):
+            if any(p < 0 for p in row) or sum(p for j, p in enumerate(row) if j != i) <= 0:
+                raise ValueError(f"transition row {i} must give some weight to another level")
+
+
+class PremiumConfig(_Section, frozen=True):
+    """Persistent premium regimes: Upbit dearer than Bithumb by a level (bps; negative:
+    cheaper), a Markov chain. Each level holds an exponential time of mean ``hold_s`` (one per
+    level), then the chain moves by its row of ``transition`` (empty: to any other level
+    alike). ``per_market``: an independent chain per market, else one for all."""
+
+    levels_bps: list[float] = msgspec.field(default_factory=lambda: [0.0])
+    hold_s: list[float] = msgspec.field(default_factory=lambda: [3600.0])
+    transition: list[list[float]] = []
+    per_market: bool = True
+
+    def __post_init__(self) -> None:
+        _check_chain(self.levels_bps, self.hold_s, self.transition)
+
+
+class VolatilityRegimeConfig(_Section, frozen=True):
+    """Volatility regimes: a multiplier of ``volatility_bps`` for the whole market (coins move
+    together), a Markov chain as in :class:`PremiumConfig`. ``scale_dislocations``: the
+    dislocation rate is multiplied too (turbulence opens more gaps)."""
+
+    multipliers: list[float] = msgspec.field(default_factory=lambda: [1.0])
+    hold_s: list[float] = msgspec.field(default_factory=lambda: [3600.0])
+    transition: list[list[float]] = []
+    scale_dislocations: bool = True
+
+    def __post_init__(self) -> None:
+        _check_chain(self.multipliers, self.hold_s, self.transition)
+        if any(m < 0 for m in self.multipliers):
+            raise ValueError("multipliers must not be negative")
+
+
+class CompetitorConfig(_Section, frozen=True):
+    """Other arbitrageurs. When one venue's bid beats the other's ask by more than
+    ``min_edge_bps`` (gross), ``count`` competitors arrive, each ``latency_ms`` after the gap
+    showed (median; lognormal spread ``latency_sigma``), and take the levels that still pay
+    them, up to ``notional_krw`` each a step (median; lognormal ``notional_sigma``).
+    See ``karb/sim/competitors.py``."""
+
+    count: int = 0
+    min_edge_bps: float = 12.0
+    latency_ms: float = 50.0
+    latency_sigma: float = 0.7
+    notional_krw: float = 3_000_000.0
+    notional_sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "latency_ms", "notional_krw")
+        if self.count < 0 or self.latency_sigma < 0 or self.notional_sigma < 0:
+            raise ValueError("count, latency_sigma and notional_sigma must not be negative")
+
+
+class OutageConfig(_Section, frozen=True):
+    """Venue outages, scheduled per venue as Poisson processes on the fault set: WebSocket
+    drops (every socket closed), WebSocket stalls (open and silent for an exponential time of
+    mean ``ws_stall_s``) and REST outages (every request answers ``rest_status`` for a mean
+    ``rest_outage_s``). See ``karb/sim/outages.py``."""
+
+    ws_drops_per_hour: float = 0.0
+    ws_stalls_per_hour: float = 0.0
+    ws_stall_s: float = 20.0
+    rest_outages_per_hour: float = 0.0
+    rest_outage_s: float = 30.0
+    rest_status: Literal[500, 502, 503, 504] = 503
+
+    def __post_init__(self) -> None:
+        _positive(self, "ws_stall_s", "rest_outage_s")
+        if min(self.ws_drops_per_hour, self.ws_stalls_per_hour, self.rest_outages_per_hour) < 0:
+            raise ValueError("outage rates must not be negative")
 
 
 class SimAccountConfig(_Section):
@@ -187,6 +296,11 @@ class SimConfig(_Section):
     noise_bps: float = 3.0
     prices: dict[str, float] = {}  # initial fair value per market; defaults built in
     dislocation: DislocationConfig = msgspec.field(default_factory=DislocationConfig)
+    premium: PremiumConfig = msgspec.field(default_factory=PremiumConfig)
+    volatility_regimes: VolatilityRegimeConfig = msgspec.field(
+        default_factory=VolatilityRegimeConfig)
+    competitors: CompetitorConfig = msgspec.field(default_factory=CompetitorConfig)
+    outages: OutageConfig = msgspec.field(default_factory=OutageConfig)
     upbit: SimVenueConfig = msgspec.field(default_factory=lambda: SimVenueConfig(port=0))
     bithumb: SimVenueConfig = msgspec.field(
         default_factory=lambda: SimVenueConfig(port=0, fee_rate=0.0004))
@@ -223,6 +337,76 @@ class ActorSpec(_Section):
             raise ValueError(f"actor name {self.name!r} must be lower-case words joined by dots")
 
 
+# -- ops: dashboard, /metrics, alerts and their sinks (karb/ops) ---------------------------------
+
+
+class SinkConfig(_Section):
+    """One place alerts go besides the log. Secrets (bot tokens, webhook URLs) come only from the
+    environment variables named here and never reach a log."""
+
+    kind: Literal["telegram", "slack", "webhook"]  # slack: Slack- or Discord-compatible webhook
+    token_env: str | None = None  # telegram: the bot token; webhook: an optional bearer token
+    url_env: str | None = None  # slack/webhook: the URL (a Slack/Discord URL is itself a secret)
+    url: str = ""  # webhook: a URL that is not secret
+    chat_id: str = ""  # telegram
+    api_url: str = "https://api.telegram.org"  # telegram; tests point it at a local server
+    timeout_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        _positive(self, "timeout_ms")
+        if self.kind == "telegram" and not (self.token_env and self.chat_id):
+            raise ValueError("a telegram sink needs token_env and chat_id")
+        if self.kind == "slack" and not self.url_env:
+            raise ValueError("a slack sink needs url_env (the webhook URL is a secret)")
+        if self.kind == "webhook" and not (self.url or self.url_env):
+            raise ValueError("a webhook sink needs url or url_env")
+
+
+class AlertsConfig(_Section):
+    """Alert rules (karb/ops/alerts.py) and where they are sent."""
+
+    enabled: bool = True
+    balance_floors: dict[str, dict[str, float]] = {}  # venue → currency → lowest free amount
+    failed_intents: int = 5  # consecutive failed intents
+    stream_down_s: float = 60.0
+    restarts: int = 3  # restarts of one actor within restarts_window_s
+    restarts_window_s: float = 600.0
+    event_hold_s: float = 300.0  # a one-off bus alert (mismatch, fee check) resolves after this
+    min_interval_s: float = 300.0  # per rule and subject: at most one notification per interval
+    check_interval_ms: int = 1000
+    queue_size: int = 100  # per sink; a full queue drops (counted), never blocks
+    sinks: list[SinkConfig] = []
+
+    def __post_init__(self) -> None:
+        _positive(self, "failed_intents", "stream_down_s", "restarts", "restarts_window_s",
+                  "event_hold_s", "check_interval_ms", "queue_size")
+        if self.min_interval_s < 0:
+            raise ValueError("min_interval_s must be 0 or more")
+
+
+class DashboardConfig(_Section):
+    """The live page at ``/`` of the status server."""
+
+    # Controls that change trading (kill switch, unhalt) need this variable's value as a token;
+    # unset, the controls are refused.
+    token_env: str = "KARB_DASHBOARD_TOKEN"
+    push_interval_ms: int = 100  # how often the page's event stream looks for changes
+
+    def __post_init__(self) -> None:
+        _positive(self, "push_interval_ms")
+
+
+class OpsConfig(_Section):
+    """Running it for real: ``/metrics``, the page, alerts (all served by the supervisor)."""
+
+    metrics: bool = True
+    dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+
+
+# -- end of ops ------------------------------------------------------------------------------------
+
+
 class Config(_Section, kw_only=True):
     """The whole configuration tree."""
 
@@ -231,6 +415,7 @@ class Config(_Section, kw_only=True):
     venues: list[VenueConfig] = []
     markets: list[str] = []
     sim: SimConfig | None = None
+    ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
     actors: list[ActorSpec]
     path: str = ""  # filled in by load_config, never read from YAML
 

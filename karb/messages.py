@@ -215,11 +215,51 @@ class Alert(Msg, tag="alert"):
     level: str  # warning | critical
     market: str
     text: str
+    # What it is about, for the notifier's rules (karb.ops.alerts): halt, reconcile_mismatch,
+    # balance_mismatch, fee_check, or "" (any other).
+    kind: str = ""
+
+
+# -- monitors (karb.ops) ---------------------------------------------------------------------
+
+
+class MarketStateUpdate(Msg, tag="mstate"):
+    """``mstate.<market>``: the market-state monitor's verdict and the figures behind it
+    (rules: ``karb.ops.marketstate``). ``state``: normal | volatile | trending | illiquid | ranging."""
+
+    market: str
+    state: str
+    volatility_bps: float  # stdev of sample-to-sample mid returns
+    trend_bps: float  # net move of the mid over the window (signed)
+    efficiency: float  # |net move| / sum of |moves|, 0..1
+    range_bps: float  # high - low of the mid over the window
+    spread_bps: float  # median spread, worst venue
+    depth_krw: float  # median top-of-book depth (min of bid and ask side), thinnest venue
+    samples: int
+
+
+class LegQuality(Msg, tag="xq"):
+    """``xq.<venue>.<market>``: one leg reached a final state, as the execution-quality monitor
+    measured it (``karb.ops.execquality``)."""
+
+    intent_id: str
+    client_id: str
+    role: str  # buy | sell | hedge
+    venue: str
+    market: str
+    side: str
+    state: str
+    reference_px: float  # the signal's price for this side (0: no signal seen)
+    avg_px: float  # executed funds / executed volume (0: nothing filled)
+    slippage_bps: float  # against the reference; positive = worse for us
+    fill_ratio: float  # executed / ordered volume
+    latency_s: float  # sent → final state (-1: the send was not seen)
+    hedge_cost_krw: float = 0.0  # a hedge leg: what it cost against the signal's price, fees in
 
 
 BusMessage = (Heartbeat | Probe | ProbeReport | ControlRequest | ControlReply | BookUpdate
               | TopOfBookUpdate | DepthUpdate | Signal | Intent | IntentAck | OrderEvent
-              | FillEvent | Position | Alert)
+              | FillEvent | Position | Alert | MarketStateUpdate | LegQuality)
 
 ENCODER = msgspec.msgpack.Encoder()
 DECODER = msgspec.msgpack.Decoder(BusMessage)

@@ -1,4 +1,4 @@
-"""Shared-memory top-of-book table: one segment per run, one 64-byte slot per (venue, market).
+"""Shared-memory top-of-book table: one segment per run, one 128-byte slot per (venue, market).
 
 The supervisor creates the segment (a file in ``/dev/shm`` opened and mapped directly with
 ``mmap``: the multiprocessing resource tracker would unlink it when an attaching process exits,
@@ -10,8 +10,8 @@ Byte layout (little-endian, native alignment)::
 
     header, 64 bytes at offset 0
       0  magic      8s   b"KARBTOB1"
-      8  version    u32  1
-     12  slot_size  u32  64
+      8  version    u32  2
+     12  slot_size  u32  128
      16  n_slots    u32  n_venues * n_markets
      20  n_venues   u32
      24  n_markets  u32
@@ -19,7 +19,7 @@ Byte layout (little-endian, native alignment)::
      32  created_ns i64  time.time_ns() at creation
      40  (reserved) 24 bytes
 
-    slot i at offset 64 + 64 * i, i = venue_index * n_markets + market_index (config order)
+    slot i at offset 64 + 128 * i, i = venue_index * n_markets + market_index (config order)
       0  seq        u64  seqlock counter: odd while a write is in progress
       8  bid_px     f64
      16  bid_size   f64
@@ -28,6 +28,9 @@ Byte layout (little-endian, native alignment)::
      40  ts_event   i64  ns, the venue's time of the book
      48  ts_init    i64  ns, when the feed received it
      56  flags      u64  VALID | CROSSED | STALE
+     64  recv_mono  i64  ns, time.monotonic_ns() when the feed received it: the one clock
+                         that staleness may be judged by across processes (wall clocks step)
+     72  (padding)  56 bytes, so slots stay cache-line aligned
 
 Seqlock protocol. Writer: read ``seq``; store ``seq + 1`` (odd); store the fields; store
 ``seq + 2`` (even). Reader: read ``seq``; if odd, retry; copy the slot; read ``seq`` again; if it
@@ -51,9 +54,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 MAGIC = b"KARBTOB1"
-VERSION = 1
+VERSION = 2
 HEADER_SIZE = 64
-SLOT_SIZE = 64
+SLOT_SIZE = 128
 
 VALID = 1
 CROSSED = 2
@@ -61,8 +64,8 @@ STALE = 4
 
 _HEADER = struct.Struct("<8sIIIIIIq24x")
 _SEQ = struct.Struct("<Q")
-_BODY = struct.Struct("<ddddqqQ")  # everything after seq
-_SLOT = struct.Struct("<QddddqqQ")
+_BODY = struct.Struct("<ddddqqQq")  # everything after seq
+_SLOT = struct.Struct("<QddddqqQq56x")
 assert _HEADER.size == HEADER_SIZE and _SLOT.size == SLOT_SIZE
 
 # Enough for a writer preempted mid-write to finish; past it the slot counts as unreadable.
@@ -84,6 +87,7 @@ class TopOfBook(NamedTuple):
     ts_event: int
     ts_init: int
     flags: int
+    recv_mono: int
 
 
 def segment_path(run_dir: Path) -> Path:
@@ -151,12 +155,13 @@ class TopOfBookTable:
     # -- writer side (one writer per slot) -------------------------------------------------
 
     def write(self, slot: int, bid_px: float, bid_size: float, ask_px: float, ask_size: float,
-              ts_event: int, ts_init: int, flags: int) -> None:
+              ts_event: int, ts_init: int, flags: int, recv_mono: int = 0) -> None:
         mm = self._mm
         off = HEADER_SIZE + SLOT_SIZE * slot
         seq = _SEQ.unpack_from(mm, off)[0]
         _SEQ.pack_into(mm, off, seq + 1)
-        _BODY.pack_into(mm, off + 8, bid_px, bid_size, ask_px, ask_size, ts_event, ts_init, flags)
+        _BODY.pack_into(mm, off + 8, bid_px, bid_size, ask_px, ask_size, ts_event, ts_init, flags,
+                        recv_mono)
         _SEQ.pack_into(mm, off, seq + 2)
 
     def recover(self) -> int:
@@ -168,7 +173,7 @@ class TopOfBookTable:
             off = HEADER_SIZE + SLOT_SIZE * slot
             seq = _SEQ.unpack_from(mm, off)[0]
             if seq & 1:
-                _BODY.pack_into(mm, off + 8, 0.0, 0.0, 0.0, 0.0, 0, 0, STALE)
+                _BODY.pack_into(mm, off + 8, 0.0, 0.0, 0.0, 0.0, 0, 0, STALE, 0)
                 _SEQ.pack_into(mm, off, seq + 1)
                 fixed += 1
         return fixed

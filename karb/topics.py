@@ -58,6 +58,16 @@ def fill(venue: str) -> bytes:
     return _topic("fill", venue)
 
 
+def market_state(market: str) -> bytes:
+    """``mstate.<market>``: the market-state monitor's verdict (karb.ops.marketstate)."""
+    return _topic("mstate", market)
+
+
+def leg_quality(venue: str, market: str) -> bytes:
+    """``xq.<venue>.<market>``: one final leg measured by the execution-quality monitor."""
+    return _topic("xq", venue, market)
+
+
 POSITION = b"pos"
 ALERT = b"alert"
 MARKET_DATA = b"md."
@@ -66,3 +76,5 @@ DEPTH = b"depth."
 ORDER = b"ord."
 FILL = b"fill."
 SIGNAL = b"sig."
+MARKET_STATE = b"mstate."
+LEG_QUALITY = b"xq."

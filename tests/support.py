@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import socket
@@ -38,6 +39,18 @@ def eventually(check: Callable[[], T | None], timeout: float = 10.0, interval: f
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}"
                          + (f" (last error: {last_error!r})" if last_error else ""))
+
+
+async def eventually_async(check: Callable[[], T | None], timeout: float = 10.0,
+                           interval: float = 0.01, what: str = "condition") -> T:
+    """``eventually`` for coroutines: poll without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def free_ports(count: int = 1) -> int:

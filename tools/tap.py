@@ -31,7 +31,7 @@ import zmq  # noqa: E402
 from karb import bus  # noqa: E402
 from karb.config import Config, ConfigError, load_config  # noqa: E402
 from karb.messages import BusMessage  # noqa: E402
-from karb.rundir import supervisor_running  # noqa: E402
+from karb.supervision.rundir import supervisor_running  # noqa: E402
 from karb.shm import CROSSED, STALE, VALID, ShmError, TopOfBookTable, segment_path  # noqa: E402
 
 

@@ -100,6 +100,11 @@ class Actor:
         """Actor-specific figures carried in each heartbeat."""
         return {}
 
+    def subscriber_poll_interval_s(self) -> float | None:
+        """None: handle each message as it arrives. A number: read the bus in batches that
+        often instead (an actor that needs no promptness saves a wake-up per message)."""
+        return None
+
     def on_subscribe(self, prefix: bytes) -> None:
         """Someone subscribed to ``prefix`` on our publisher: send them a snapshot of the state
         they would otherwise wait for (ZeroMQ's slow joiner never saw what came before)."""
@@ -161,7 +166,7 @@ class Actor:
                 self.spawn(self._control_loop(), name="control")
                 await self.on_start()
                 if self._sub is not None:
-                    self._sub.attach(loop)
+                    self._sub.attach(loop, self.subscriber_poll_interval_s())
                 self.state = "RUNNING"
                 self._send_heartbeat()
                 self.spawn(self._heartbeat_loop(), name="heartbeat")

@@ -55,7 +55,8 @@ class Book(Actor):
             top = self.table.read(slot)
             if top is not None:
                 self.table.write(slot, top.bid_px, top.bid_size, top.ask_px, top.ask_size,
-                                 top.ts_event, top.ts_init, (top.flags & ~VALID) | STALE)
+                                 top.ts_event, top.ts_init, (top.flags & ~VALID) | STALE,
+                                 top.recv_mono)
         self.log.info("shared-memory top of book: %d slots, all STALE until fresh data (%d ns)",
                       self.table.n_slots, time.time_ns() - now)
         self.spawn(self._sweep(), name="stale-sweep")
@@ -81,7 +82,7 @@ class Book(Actor):
             flags = CROSSED
             self.rejected["crossed"] += 1
         self.table.write(self.table.slot(vi, mi), bid_px, bid_size, ask_px, ask_size,
-                         msg.ts_event, msg.ts_init, flags)
+                         msg.ts_event, msg.ts_init, flags, msg.recv_mono)
         shm_mono = time.monotonic_ns()
         self.updated_mono[key] = shm_mono
         self.stale.discard(key)
@@ -112,7 +113,7 @@ class Book(Actor):
                 prev = self.last[key]
                 slot = self.table.slot(self.venue_index[key[0]], self.market_index[key[1]])
                 self.table.write(slot, prev.bid_px, prev.bid_size, prev.ask_px, prev.ask_size,
-                                 prev.ts_event, prev.ts_init, STALE)
+                                 prev.ts_event, prev.ts_init, STALE, prev.recv_mono)
                 stale = msgspec.structs.replace(prev, flags=STALE, ts_init=time.time_ns())
                 self.last[key] = stale
                 self.publish(topics.top_of_book(*key), stale)

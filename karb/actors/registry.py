@@ -18,6 +18,8 @@ BUILTIN: dict[str, str] = {
     "book": "karb.actors.book:Book",
     "strategy": "karb.actors.strategy:Strategy",
     "execution": "karb.actors.execution:Execution",
+    "recorder": "karb.actors.recorder:Recorder",
+    "monitor": "karb.ops.monitor:Monitor",  # market state + execution quality (karb/ops)
 }
 
 # Heavy third-party modules every actor needs; imported in the forkserver before any fork.

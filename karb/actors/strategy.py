@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 import uuid
 from collections import deque
@@ -22,10 +21,12 @@ import msgspec
 
 from karb import bus, topics
 from karb.actors.base import Actor
+from karb.exchanges.ticks import floor_lot
 from karb.exchanges.types import Level
 from karb.messages import BusMessage, DepthUpdate, Intent, IntentAck, Position, Signal
 from karb.shm import VALID, TopOfBookTable, segment_path
 from karb.trading.arb import MIN_ORDER_KRW, Caps, limit_prices, size_trade
+from karb.trading.risk import notional_cap
 
 
 class StrategyParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -115,7 +116,7 @@ class Strategy(Actor):
         buy_limit, sell_limit = limit_prices(opp, fee_buy, fee_sell, p.slippage_bps)
         cap = self._notional_cap()
         if opp.volume * buy_limit > cap:  # execution checks it at the limit price
-            opp = dataclasses.replace(opp, volume=math.floor(cap / buy_limit * 1e8) / 1e8)
+            opp = dataclasses.replace(opp, volume=floor_lot(cap / buy_limit))
         decision = self._filter(market, buy_venue, sell_venue, opp.volume, buy_limit, sell_limit)
         intent_id = ""
         if decision == "sent":
@@ -154,15 +155,13 @@ class Strategy(Actor):
                     max_notional_krw=self._notional_cap(), max_volume=room)
 
     def _notional_cap(self) -> float:
-        cap = self.params.max_notional_krw
+        asks = []
         if self.params.max_notional_btc is not None and "KRW-BTC" in self.mindex:
-            prices = []
             for venue in self.venues:
                 top = self.table.read(self.table.slot(self.vindex[venue], self.mindex["KRW-BTC"]))
                 if top is not None and top.flags == VALID:
-                    prices.append(top.ask_px)
-            cap = min(cap, self.params.max_notional_btc * min(prices)) if prices else 0.0
-        return cap
+                    asks.append(top.ask_px)
+        return notional_cap(self.params.max_notional_krw, self.params.max_notional_btc, asks)
 
     def _filter(self, market: str, buy_venue: str, sell_venue: str, volume: float,
                 buy_limit: float, sell_limit: float) -> str:
@@ -173,7 +172,7 @@ class Strategy(Actor):
             top = self.table.read(self.table.slot(self.vindex[venue], self.mindex[market]))
             if top is None or top.flags != VALID:
                 return f"not_valid:{venue}"
-            if time.time_ns() - top.ts_init > p.stale_after_ms * 1_000_000:
+            if time.monotonic_ns() - top.recv_mono > p.stale_after_ms * 1_000_000:
                 return f"stale:{venue}"
         if self.position is not None and market in self.position.halted:
             return "halted"

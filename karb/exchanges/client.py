@@ -3,35 +3,34 @@
 Orders go out as decimal strings rounded to the venue's tick (buys down, sells up: never a
 worse price than asked) and lot (8 decimals, down); an order under the 5,000 KRW minimum is
 refused here with a clear error before anything is sent. Every order carries our client id.
-When a POST of an order gets no usable answer, the order may or may not exist: the client looks
-it up by client id first and sends again only if the venue has never seen it (a second send
-with the same id would be refused as a duplicate anyway, never doubled).
+
+The client sends an order once and reports; it never resends and never decides what a missing
+answer means. A POST with no usable answer (timeout, 5xx, 504, reset, garbage) raises
+:class:`OutcomeUnknown` with the client id; a refusal of a reused client id raises
+:class:`DuplicateClientId`. The leg runner (karb.execution.legs) alone resolves both, by looking
+the order up. Order POSTs have their own short timeout (``order_timeout_ms``): the venues answer
+an order in tens of ms, and the time a leg can stay unknown — a position one-sided — starts there.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from abc import ABC, abstractmethod
 from decimal import ROUND_DOWN, Decimal
 
-from karb.exchanges.errors import InvalidOrder, OrderNotFound, RateLimited, VenueUnavailable
-from karb.exchanges.ticks import format_decimal, round_price
+from karb.exchanges.errors import InvalidOrder, OutcomeUnknown, VenueUnavailable
+from karb.exchanges.ticks import floor_lot_decimal, format_decimal, round_price
 from karb.exchanges.types import Balance, Market, Order, OrderBook, Side, Ticker, TimeInForce
 
 log = logging.getLogger(__name__)
 
 MIN_TOTAL_KRW = Decimal(5000)
-VOLUME_PLACES = 8
-LOOKUP_ATTEMPTS = 3
-
-
-def round_volume(volume: float) -> Decimal:
-    return Decimal(repr(volume)).quantize(Decimal(1).scaleb(-VOLUME_PLACES), rounding=ROUND_DOWN)
+DEFAULT_ORDER_TIMEOUT_MS = 1000
 
 
 class VenueClient(ABC):
     venue: str
+    order_timeout_ms: int = DEFAULT_ORDER_TIMEOUT_MS
 
     # -- public data ---------------------------------------------------------------------------
 
@@ -58,6 +57,10 @@ class VenueClient(ABC):
     @abstractmethod
     async def open_orders(self, market: str | None = None) -> list[Order]: ...
 
+    async def recent_orders(self, market: str | None = None, limit: int = 100) -> list[Order]:
+        """Open and recently closed orders, newest first (continuous reconciliation)."""
+        return await self.open_orders(market)
+
     @abstractmethod
     async def close(self) -> None: ...
 
@@ -82,7 +85,7 @@ class VenueClient(ABC):
                                 client_id: str, time_in_force: TimeInForce | None = None,
                                 trace: dict[str, int] | None = None) -> Order:
         px = await self.price_tick_round(market, price, side)
-        vol = round_volume(volume)
+        vol = floor_lot_decimal(volume)
         if vol <= 0 or px <= 0:
             raise InvalidOrder(self.venue, "local_invalid", f"price {price} / volume {volume} "
                                "round to nothing on the venue's tick and lot")
@@ -102,7 +105,7 @@ class VenueClient(ABC):
                 raise InvalidOrder(self.venue, "local_under_min_total",
                                    f"market buy of {krw} KRW is under the {MIN_TOTAL_KRW} KRW minimum")
             return await self._submit(market, side, "market", format_decimal(krw), None, client_id, None)
-        vol = round_volume(amount)
+        vol = floor_lot_decimal(amount)
         if vol <= 0:
             raise InvalidOrder(self.venue, "local_invalid", f"volume {amount} rounds to nothing")
         return await self._submit(market, side, "market", None, format_decimal(vol), client_id, None)
@@ -113,22 +116,5 @@ class VenueClient(ABC):
         try:
             return await self._post_order(market, side, order_type, price, volume, client_id,
                                           tif, trace)
-        except (VenueUnavailable, RateLimited) as exc:
-            log.warning("%s order %s got no usable answer (%s); looking it up before any resend",
-                        self.venue, client_id, exc.name)
-            found = await self._lookup(client_id, exc)
-            if found is not None:
-                return found
-            log.info("%s order %s never arrived; sending it again", self.venue, client_id)
-            return await self._post_order(market, side, order_type, price, volume, client_id, tif)
-
-    async def _lookup(self, client_id: str, cause: Exception) -> Order | None:
-        for attempt in range(LOOKUP_ATTEMPTS):
-            try:
-                return await self.get_order(client_id=client_id)
-            except OrderNotFound:
-                return None
-            except (VenueUnavailable, RateLimited):
-                await asyncio.sleep(0.2 * 2 ** attempt)
-        # Unknown whether the order exists: the caller must reconcile, never blindly resend.
-        raise cause
+        except VenueUnavailable as exc:  # incl. timeouts, resets, 5xx and unreadable answers
+            raise OutcomeUnknown(self.venue, client_id, exc) from None

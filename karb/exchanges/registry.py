@@ -16,7 +16,7 @@ from karb.exchanges.wsstream import BookHandler, BookProtocol, BookStream
 def make_client(config: Config, venue: VenueConfig, with_keys: bool = True) -> VenueClient:
     creds = resolve(config, venue) if with_keys else None
     cls = UpbitClient if venue.name == "upbit" else BithumbClient
-    return cls(venue.rest_url, creds, venue.request_timeout_ms)
+    return cls(venue.rest_url, creds, venue.request_timeout_ms, venue.order_timeout_ms)
 
 
 def book_protocol(venue: VenueConfig, depth: int = 30) -> BookProtocol:

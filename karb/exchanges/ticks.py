@@ -48,3 +48,20 @@ def format_decimal(value: Decimal | float, places: int | None = None) -> str:
         d = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
     text = format(d.normalize(), "f")
     return text if text != "-0" else "0"
+
+
+LOT_PLACES = 8  # both venues take volumes to 8 decimals
+_LOT = Decimal(1).scaleb(-LOT_PLACES)
+
+
+def floor_lot_decimal(volume: float) -> Decimal:
+    """``volume`` floored to the venues' lot — the one rounding of a volume used everywhere, so a
+    volume sized under a cap is never rounded up past it. ``repr`` first: 0.3 stays 0.3, where
+    ``floor(0.3 * 1e8) / 1e8`` would give 0.29999999."""
+    if volume <= 0:
+        return Decimal(0)
+    return Decimal(repr(volume)).quantize(_LOT, rounding=ROUND_DOWN)
+
+
+def floor_lot(volume: float) -> float:
+    return float(floor_lot_decimal(volume))

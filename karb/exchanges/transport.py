@@ -1,7 +1,8 @@
 """REST transport shared by the venue clients: one ``aiohttp.ClientSession`` per venue (keep-alive
 pool, explicit timeouts), the rate limiter in front, msgspec decoding, and venue errors mapped to
-our typed errors. Only idempotent requests are retried here; placing an order is retried by the
-client, and only after looking the order up by its client id."""
+our typed errors. Only idempotent requests are retried here, within an overall deadline; an order
+POST is never retried by anyone below the leg runner (karb.execution.legs), which alone decides
+what an unanswered POST means."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import msgspec
 
 from karb.exchanges.errors import RateLimited, VenueError, VenueUnavailable, classify
 from karb.exchanges.ratelimit import RateLimiter
+from karb.retry import Backoff, retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -24,7 +26,8 @@ Params = Sequence[tuple[str, Any]]
 # (query or body as hashed, or None) → headers; built per request (nonce, timestamp).
 Signer = Callable[[str | None], dict[str, str]]
 
-SAFE_RETRIES = 2
+# Idempotent reads are retried for at most this long (2–3 tries at the default timeout).
+SAFE_RETRY_DEADLINE_S = 1.5
 
 
 class _ErrorBody(msgspec.Struct):
@@ -74,27 +77,33 @@ class RestTransport:
     async def request(self, method: str, path: str, group: str, decode: type[T],
                       params: Params | None = None, body: dict[str, Any] | None = None,
                       sign: Signer | None = None, hash_source: str | None = None,
-                      safe: bool | None = None, trace: dict[str, int] | None = None) -> T:
+                      safe: bool | None = None, trace: dict[str, int] | None = None,
+                      timeout_ms: int | None = None) -> T:
         """Send one request and decode the answer into ``decode``; typed errors on failure.
-        ``safe`` (default: GET) requests are retried on 5xx, timeouts and 429."""
+        ``safe`` (default: GET) requests are retried on 5xx, timeouts and 429 for at most
+        ``SAFE_RETRY_DEADLINE_S``; others are sent once. ``timeout_ms`` overrides the client's
+        total timeout for this request (order POSTs have their own, short one)."""
         safe = method == "GET" if safe is None else safe
-        attempts = 1 + (SAFE_RETRIES if safe else 0)
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._once(method, path, group, decode, params, body, sign,
-                                        hash_source, trace)
-            except (VenueUnavailable, RateLimited) as exc:
-                if attempt == attempts:
-                    raise
-                delay = exc.retry_after_s if isinstance(exc, RateLimited) else 0.2 * 2 ** attempt
-                log.warning("%s %s %s failed (%s); retry %d in %.1f s", self.venue, method, path,
-                            exc.name, attempt, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+
+        async def once() -> T:
+            return await self._once(method, path, group, decode, params, body, sign,
+                                    hash_source, trace, timeout_ms)
+
+        if not safe:
+            return await once()
+
+        def pause(exc: BaseException) -> float:
+            log.warning("%s %s %s failed (%s); retrying", self.venue, method, path,
+                        getattr(exc, "name", exc))
+            return exc.retry_after_s if isinstance(exc, RateLimited) else 0.0
+
+        return await retry(once, (VenueUnavailable, RateLimited),
+                           Backoff(0.1, 0.8, SAFE_RETRY_DEADLINE_S), pause)
 
     async def _once(self, method: str, path: str, group: str, decode: type[T],
                     params: Params | None, body: dict[str, Any] | None, sign: Signer | None,
-                    hash_source: str | None, trace: dict[str, int] | None = None) -> T:
+                    hash_source: str | None, trace: dict[str, int] | None = None,
+                    timeout_ms: int | None = None) -> T:
         url = self.base_url + path
         if params:
             url += "?" + urlencode(list(params), doseq=True)
@@ -106,8 +115,11 @@ class RestTransport:
         await self.limiter.acquire(group)
         self.requests += 1
         try:
+            # (timeout=None would mean "no timeout" to aiohttp: pass it only when overridden)
+            extra: dict[str, Any] = {} if timeout_ms is None else {"timeout": aiohttp.ClientTimeout(
+                total=timeout_ms / 1000, sock_connect=min(timeout_ms, 3000) / 1000)}
             async with self.session.request(method, url, data=data, headers=headers,
-                                            trace_request_ctx=trace) as resp:
+                                            trace_request_ctx=trace, **extra) as resp:
                 raw = await resp.read()
                 status = resp.status
                 self.limiter.observe(group, resp.headers)

@@ -25,6 +25,7 @@ import aiohttp
 import msgspec
 
 from karb.exchanges.types import OrderBook
+from karb.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +85,17 @@ class BookStream:
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
 
-    def backoff_s(self, attempt: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * 2 ** attempt)
-        return base * self._rng.uniform(1.0, 1.5)
-
     async def run(self) -> None:
-        """Run until cancelled."""
-        attempt = 0
+        """Run until cancelled (a stream lives as long as its actor: no overall deadline)."""
+        # ±20 % around 1.25× the initial delay: never under the initial delay (≥ 0.25 s).
+        backoff = Backoff(self.backoff_initial_s * 1.25, self.backoff_max_s * 1.25, None,
+                          jitter=0.2, rng=self._rng)
         self._session = aiohttp.ClientSession()
         try:
             while True:
-                healthy = await self._one_session()
-                attempt = 0 if healthy else attempt + 1
-                delay = self.backoff_s(attempt)
+                if await self._one_session():
+                    backoff.reset()
+                delay = backoff.next_delay()
                 log.info("%s stream: reconnecting in %.2f s", self.protocol.venue, delay)
                 await asyncio.sleep(delay)
         finally:

@@ -139,7 +139,8 @@ class Exchange:
         if client_id is not None and not id_reserved:
             self.reserve_client_id(account, client_id)
         self._validate(market, side, ord_type, price, volume, time_in_force)
-        book = self.model.book(self.venue, market)
+        # At the order's time: competing arbitrageurs faster than it have traded already.
+        book = self.model.book_at(self.venue, market, self.clock_ns() // 1_000_000)
         fault = self.next_order_faults.pop(0) if self.next_order_faults else None
         if fault is not None and fault.action == "reject":
             raise VenueError(400, f"create_{side}_error", "주문 생성에 실패했습니다. (simulated)")

@@ -1,12 +1,22 @@
 """The simulated market: one fair value per market shared by both venues, and each venue's book
-built around it with its own noise, ticks and sizes.
+built around it with its own noise, ticks and sizes. Shared by the live ``sim`` actor and
+backtests; each assumption below is a ``sim:`` config key.
 
-Every step (``step_ms``) the fair value takes a log-normal random step; each venue's mid is the
-fair value shifted by an AR(1) noise term of its own plus any *dislocation* in force (one venue
-pulled away from the other by ``size_bps`` for ``duration_ms``: the windows an arbitrageur
-trades). Books are rebuilt every step, 30 levels a side, priced on the venue's KRW ticks. Trades
-print when the new book has moved through the old one. Everything draws from one seeded RNG, so
-a given seed gives the same sequence of books on every run.
+Every step (``step_ms``) the fair value takes a log-normal random step of ``volatility_bps``
+times the volatility regime's multiplier (``karb/sim/regimes.py``); each venue's mid is the
+fair value shifted by an AR(1) noise term of its own (stationary spread ``noise_bps``), half
+the premium regime in force (Upbit up, Bithumb down), and the *dislocations* in force (one
+venue pulled away from the other: Poisson arrivals, fixed or heavy-tailed sizes, flat windows
+or exponential decay; ``karb/sim/dislocations.py``). Books are rebuilt every step, 30 levels a
+side, priced on the venue's KRW ticks. Trades print when the new book has moved through the
+old one. Competing arbitrageurs (``karb/sim/competitors.py``) then take whatever gap pays
+them, once their latency has passed: the matching engine reads a book with :meth:`book_at`,
+which lets competitors due by the order's time trade first. Venue outages are scheduled apart
+(``karb/sim/outages.py``), since they act on the venues, not on prices.
+
+The fair value and books draw from one seeded RNG; dislocations, regimes and competitors each
+from their own stream seeded from the same ``seed``. A given seed gives the same sequence of
+books on every run, and switching a part on or off leaves the others' draws as they were.
 """
 
 from __future__ import annotations
@@ -16,7 +26,12 @@ import random
 from dataclasses import dataclass, field
 
 from karb.config import SimConfig
+from karb.sim.competitors import Competitors
+from karb.sim.dislocations import Dislocation, DislocationSource
+from karb.sim.regimes import Regimes
 from karb.sim.rules import tick as krw_tick
+
+__all__ = ["VENUES", "Book", "Dislocation", "MarketModel", "Ticker", "Trade", "default_price"]
 
 VENUES = ("upbit", "bithumb")
 LEVELS = 30
@@ -81,14 +96,6 @@ class _Shape:
 
 
 @dataclass
-class Dislocation:
-    venue: str
-    market: str
-    bps: float
-    until_ms: int
-
-
-@dataclass
 class VenueMarket:
     book: Book
     ticker: Ticker
@@ -109,6 +116,11 @@ class MarketModel:
         self.now_ms = now_ms
         self.fair = {m: cfg.prices.get(m, default_price(m)) for m in self.markets}
         self.dislocations: list[Dislocation] = []
+        self.dislocation_source = DislocationSource(cfg.dislocation, cfg.seed)
+        self.regimes = Regimes(cfg.premium, cfg.volatility_regimes, self.markets, cfg.seed, now_ms)
+        self.competitors = Competitors(cfg.competitors, cfg.seed) if cfg.competitors.count else None
+        self._offsets: dict[tuple[str, str], float] = {}
+        self._update_offsets(now_ms)
         self._trade_seq = 0
         self._shapes: dict[tuple[str, str], _Shape] = {}
         self.state: dict[tuple[str, str], VenueMarket] = {}
@@ -124,23 +136,32 @@ class MarketModel:
     def ticker(self, venue: str, market: str) -> Ticker:
         return self.state[(venue, market)].ticker
 
+    def book_at(self, venue: str, market: str, now_ms: int) -> Book:
+        """The book as an order arriving at ``now_ms`` meets it: competitors due by then have
+        taken their share first. The matching engine reads books through this."""
+        if self.competitors is not None:
+            self.competitors.settle(self, market, now_ms)
+        return self.state[(venue, market)].book
+
     def dislocate(self, venue: str, market: str, bps: float, duration_ms: int) -> None:
-        """Pull one venue's prices ``bps`` away from fair value for ``duration_ms``."""
-        self.dislocations.append(Dislocation(venue, market, bps, self.now_ms + duration_ms))
+        """Pull one venue's prices ``bps`` away from fair value for ``duration_ms`` (flat)."""
+        self.dislocations.append(Dislocation(venue, market, bps, self.now_ms + duration_ms,
+                                             self.now_ms))
 
     def step(self, now_ms: int) -> list[tuple[str, str]]:
         """Advance the model to ``now_ms``; returns the (venue, market) books that changed."""
+        dt_ms = max(0, now_ms - self.now_ms)
         self.now_ms = now_ms
         cfg = self.cfg
         rng = self.rng
-        self.dislocations = [d for d in self.dislocations if d.until_ms > now_ms]
-        p_event = cfg.dislocation.rate_per_min * cfg.step_ms / 60_000
-        if self.markets and rng.random() < p_event:
-            self.dislocate(rng.choice(VENUES), rng.choice(self.markets),
-                           rng.choice((-1, 1)) * cfg.dislocation.size_bps,
-                           cfg.dislocation.duration_ms)
+        vol = self.regimes.volatility_multiplier(now_ms)
+        self.dislocations = [d for d in self.dislocations if d.alive(now_ms)]
+        self.dislocations += self.dislocation_source.arrivals(
+            self.markets, now_ms, dt_ms, vol if self.regimes.scale_dislocations else 1.0)
+        sigma = cfg.volatility_bps * vol / 1e4
         for market in self.markets:
-            self.fair[market] *= math.exp(rng.gauss(0.0, cfg.volatility_bps / 1e4))
+            self.fair[market] *= math.exp(rng.gauss(0.0, sigma))
+        self._update_offsets(now_ms)
         changed = []
         for venue in VENUES:
             for market in self.markets:
@@ -151,7 +172,22 @@ class MarketModel:
                 vm.book = self._build(venue, market)
                 self._print_crossings(venue, market, old, vm)
                 changed.append((venue, market))
+        if self.competitors is not None:
+            self.competitors.on_step(self, now_ms)
         return changed
+
+    def _update_offsets(self, now_ms: int) -> None:
+        """Each (venue, market)'s shift from fair value this step, noise apart, in bps."""
+        offsets: dict[tuple[str, str], float] = {}
+        for d in self.dislocations:
+            key = (d.venue, d.market)
+            offsets[key] = offsets.get(key, 0.0) + d.offset_bps(now_ms)
+        for market in self.markets:
+            premium = self.regimes.premium_bps(market, now_ms)
+            if premium:
+                offsets[("upbit", market)] = offsets.get(("upbit", market), 0.0) + premium / 2
+                offsets[("bithumb", market)] = offsets.get(("bithumb", market), 0.0) - premium / 2
+        self._offsets = offsets
 
     def record_trade(self, venue: str, market: str, price: float, volume: float, side: str) -> Trade:
         vm = self.state[(venue, market)]
@@ -169,10 +205,7 @@ class MarketModel:
 
     def _offset_bps(self, venue: str, market: str) -> float:
         offset = self.state[(venue, market)].noise_bps if (venue, market) in self.state else 0.0
-        for d in self.dislocations:
-            if d.venue == venue and d.market == market:
-                offset += d.bps
-        return offset
+        return offset + self._offsets.get((venue, market), 0.0)
 
     def _build(self, venue: str, market: str) -> Book:
         """The venue's book around its mid: a cached shape (gaps in ticks, sizes) shifted to the

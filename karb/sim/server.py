@@ -16,7 +16,7 @@ from karb.config import (
     SimAccountConfig,
     SimConfig,
 )
-from karb.sim import bithumb, upbit, wsfeed
+from karb.sim import bithumb, outages, upbit, wsfeed
 from karb.sim.engine import Account, Balance, Exchange
 from karb.sim.market import VENUES, MarketModel, default_price
 from karb.sim.transfers import TransferNetwork
@@ -52,6 +52,8 @@ class SimServer:
         self.sim: SimConfig = config.sim or SimConfig()
         self.markets = list(config.markets) or DEFAULT_MARKETS
         self.model = MarketModel(self.markets, self.sim, time.time_ns() // 1_000_000)
+        self.outages = outages.OutageSchedule(self.sim.outages, VENUES, self.sim.seed,
+                                              self.model.now_ms)
         account_cfgs = self.sim.accounts or [default_account(self.markets, self.sim.prices)]
         self.venues: dict[str, VenueState] = {}
         for venue in VENUES:
@@ -93,7 +95,24 @@ class SimServer:
         return self.endpoints
 
     async def run_market(self) -> None:
-        """Step the model every ``step_ms`` and stream what changed; never drifts or bursts."""
+        """Step the model and stream what changed; carry out scheduled venue outages."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._step_loop())
+            if self.outages.scheduled:
+                tg.create_task(self._outage_loop())
+
+    async def _outage_loop(self) -> None:
+        # Apart from the step loop: closing a WebSocket waits for the client's answer, which
+        # must not hold up the books.
+        while True:
+            await asyncio.sleep(0.1)
+            for event in self.outages.due(time.time_ns() // 1_000_000):
+                log.info("scheduled outage: %s %s %s", event.venue, event.kind,
+                         "starts" if event.starts else "ends")
+                await outages.apply(self.venues[event.venue], event, self.sim.outages.rest_status)
+
+    async def _step_loop(self) -> None:
+        """Step the model every ``step_ms``; never drifts or bursts."""
         loop = asyncio.get_running_loop()
         period = self.sim.step_ms / 1000
         next_at = loop.time()

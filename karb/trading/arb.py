@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from karb.exchanges.ticks import floor_lot
 from karb.exchanges.types import Level
 
 MIN_ORDER_KRW = 5000.0
@@ -83,7 +84,7 @@ def size_trade(asks: list[Level], bids: list[Level], fee_buy: float, fee_sell: f
         if bid_left <= EPS:
             j += 1
             bid_left = bids[j][1] if j < len(bids) else 0.0
-    volume = float(f"{volume:.8f}")  # the venues' lot: 8 decimals
+    volume = floor_lot(volume)  # never rounded up past the cap that bound it
     if volume <= 0:
         return None
     pay, get = cost * (1 + fee_buy), proceeds * (1 - fee_sell)

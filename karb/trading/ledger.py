@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from karb.trading.journal import LegRecord
+from karb.trading.orders import LegRecord
 
 
 def intent_pnl(legs: list[LegRecord]) -> float:
@@ -22,8 +22,7 @@ def intent_pnl(legs: list[LegRecord]) -> float:
 def coin_imbalance(legs: list[LegRecord]) -> float:
     """Coin bought minus coin sold over an intent's legs: 0 when the arbitrage is flat.
     Rounded to the venues' 8-decimal lot, so float noise (1e-17) never reads as a position."""
-    return round(sum(leg.executed_volume if leg.side == "buy" else -leg.executed_volume
-                     for leg in legs), 8) + 0.0
+    return round(sum(leg.signed_volume for leg in legs), 8) + 0.0
 
 
 @dataclass
@@ -32,10 +31,14 @@ class Ledger:
     intents_done: int = 0
     fills: int = 0
 
-    def book_intent(self, market: str, legs: list[LegRecord]) -> float:
+    def book_intent(self, market: str, legs: list[LegRecord], booked_before: float | None = None
+                    ) -> float:
+        """Book an intent's realised PnL. ``booked_before``: what an earlier settlement of the
+        same intent booked (it was reopened by reconciliation): only the difference is added."""
         pnl = intent_pnl(legs)
-        self.pnl_krw[market] += pnl
-        self.intents_done += 1
+        self.pnl_krw[market] += pnl - (booked_before or 0.0)
+        if booked_before is None:
+            self.intents_done += 1
         return pnl
 
     @property

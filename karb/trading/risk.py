@@ -1,4 +1,5 @@
-"""Pre-trade risk: balance reservations, a circuit breaker, and the kill switch."""
+"""Pre-trade risk: the notional cap, balance and inventory reservations, a circuit breaker, and
+the kill switch. No I/O (the kill switch's file check aside)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,23 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def notional_cap(max_notional_krw: float, max_notional_btc: float | None,
+                 btc_asks: list[float]) -> float:
+    """The per-trade notional cap: ``max_notional_krw``, or less — ``max_notional_btc`` at the
+    lowest live KRW-BTC ask — when a BTC-denominated launch cap is set. No BTC price, no trade.
+    The one place this rule lives (the strategy sizes with it, execution checks with it)."""
+    if max_notional_btc is None:
+        return max_notional_krw
+    if not btc_asks:
+        return 0.0
+    return min(max_notional_krw, max_notional_btc * min(btc_asks))
+
+
+def inventory_key(venue: str, coin: str) -> tuple[str, str]:
+    """Reservation key for coin an intent in flight may add to ``venue`` (its buy leg)."""
+    return (venue, "+" + coin)
 
 
 class Reservations:
@@ -16,13 +34,23 @@ class Reservations:
         self._held: dict[str, dict[tuple[str, str], float]] = {}
         self._total: dict[tuple[str, str], float] = defaultdict(float)
 
-    def available(self, free: dict[tuple[str, str], float], venue: str, currency: str) -> float:
-        return free.get((venue, currency), 0.0) - self._total[(venue, currency)]
+    def available(self, free: dict[tuple[str, str], float], venue: str, currency: str,
+                  excluding: str | None = None) -> float:
+        """Free less what intents in flight hold (other than ``excluding``)."""
+        held = self._total[(venue, currency)]
+        if excluding is not None:
+            held -= self._held.get(excluding, {}).get((venue, currency), 0.0)
+        return free.get((venue, currency), 0.0) - held
+
+    def held(self, key: tuple[str, str]) -> float:
+        return self._total[key]
 
     def try_reserve(self, intent_id: str, free: dict[tuple[str, str], float],
                     needs: dict[tuple[str, str], float]) -> str | None:
         """Hold ``needs`` for ``intent_id``; returns why not, or None when held."""
         for key, amount in needs.items():
+            if key[1].startswith("+"):  # an inventory reservation: a cap checked by the caller
+                continue
             left = self.available(free, *key)
             if amount > left + 1e-9:
                 return f"insufficient {key[1]} on {key[0]}: need {amount:,.8g}, free {left:,.8g}"

@@ -16,7 +16,8 @@ from karb.exchanges.bithumb.rest import BithumbClient
 from karb.exchanges.bithumb.ws import BithumbBookProtocol
 from karb.exchanges.client import VenueClient
 from karb.exchanges.credentials import Credentials, Secret
-from karb.exchanges.errors import AuthError, InsufficientFunds, InvalidOrder, OrderNotFound
+from karb.exchanges.errors import (AuthError, InsufficientFunds, InvalidOrder, OrderNotFound,
+                                   OutcomeUnknown)
 from karb.exchanges.types import OrderBook, OrderState
 from karb.exchanges.upbit.rest import UpbitClient
 from karb.exchanges.upbit.ws import UpbitBookProtocol
@@ -119,16 +120,23 @@ async def test_hammering_the_simulator_never_meets_a_429_or_418() -> None:
 
 @pytest.mark.parametrize("venue", ["upbit", "bithumb"])
 @pytest.mark.parametrize("fault", ["fail_next", "lose_response"])
-async def test_an_order_without_an_answer_is_looked_up_before_any_resend(venue: str, fault: str) -> None:
+async def test_an_order_without_an_answer_raises_outcome_unknown_and_is_never_resent(
+        venue: str, fault: str) -> None:
     async with client_for(venue, rate_limits={"enabled": False}) as (c, server, ep), \
             aiohttp.ClientSession() as s:
+        bid = server.model.book(venue, "KRW-XRP").bids[0][0]
+        await c.price_tick_round("KRW-XRP", bid, "buy")  # Bithumb reads its tick once, first
         body = {"count": 1, "status": 503} if fault == "fail_next" else {"count": 1}
         await s.post(f"{ep[venue].rest}/_sim/faults/{fault}", json=body)
-        bid = server.model.book(venue, "KRW-XRP").bids[0][0]
-        order = await c.place_limit_order("KRW-XRP", "buy", bid * 0.95, 5.0, f"{venue}-{fault}")
-        assert order.client_id == f"{venue}-{fault}"
+        requests = c.transport.requests
+        with pytest.raises(OutcomeUnknown) as caught:
+            await c.place_limit_order("KRW-XRP", "buy", bid * 0.95, 5.0, f"{venue}-{fault}")
+        assert caught.value.client_id == f"{venue}-{fault}"
+        assert c.transport.requests == requests + 1  # one POST: the client decides nothing
         placed = await (await s.get(f"{ep[venue].rest}/_sim/orders")).json()
-        assert [o["client_id"] for o in placed] == [f"{venue}-{fault}"]  # once, never twice
+        # a 503 before the engine: nothing placed; a lost answer: placed once
+        expected = [] if fault == "fail_next" else [f"{venue}-{fault}"]
+        assert [o["client_id"] for o in placed] == expected
 
 
 async def stream(protocol: BookProtocol, url: str, markets: list[str], **kw: object

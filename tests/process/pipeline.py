@@ -92,8 +92,9 @@ def quiesce(sup: SupervisorProc) -> None:
     """Engage the kill switch (a KILL file) and wait until nothing is in flight."""
     from tests.support import eventually
     (sup.run_dir / "KILL").touch()
-    eventually(lambda: not rows(sup, "SELECT 1 FROM intents WHERE state='ACCEPTED'")
-               and not rows(sup, "SELECT 1 FROM legs WHERE state IN ('PENDING','SENT')"), 20,
+    eventually(lambda: not rows(sup, "SELECT 1 FROM intents WHERE state IN "
+                                     "('ACCEPTED','RECONCILING')")
+               and not rows(sup, "SELECT 1 FROM legs WHERE state IN ('PENDING','SENT','UNKNOWN')"), 20,
                what="nothing in flight")
     time.sleep(0.2)  # an intent accepted just before the file was seen has its legs journaled
 

@@ -142,15 +142,16 @@ def test_an_unhedgeable_leg_halts_the_market_with_an_alert(workdir: Path) -> Non
     with SupervisorProc(pipeline_config(workdir, MARKETS)) as sup:
         sup.wait_running(30)
         venues = Venues(sup)
-        # Bithumb refuses the sell leg, then the hedge, which goes to Bithumb too (during its
-        # dislocation it has the best bid): the coin bought on Upbit cannot be sold.
-        venues.post("bithumb", "/_sim/faults/order_next", {"action": "reject", "count": 2})
+        # Bithumb refuses the sell leg, then both hedge attempts, which go to Bithumb too (during
+        # its dislocation it has the best bid): the coin bought on Upbit cannot be sold.
+        venues.post("bithumb", "/_sim/faults/order_next", {"action": "reject", "count": 3})
         venues.dislocate("bithumb", "KRW-ETH", 90, 1500)
         eventually(lambda: "HALT KRW-ETH" in sup.log(), 20, what="the market halted")
         log = sup.log()
-        assert "CRITICAL karb.execution: HALT KRW-ETH" in log and "left after the hedge" in log
+        assert "CRITICAL karb.execution: HALT KRW-ETH" in log and "hedge attempts" in log, log
         hedge = rows(sup, "SELECT * FROM legs WHERE role='hedge'")
-        assert hedge and hedge[0]["state"] == "REJECTED"
+        assert [h["state"] for h in hedge] == ["REJECTED", "REJECTED"]
+        assert [h["client_id"][-3:] for h in hedge] == ["-h1", "-h2"]
         # the halt holds: new KRW-ETH windows are refused, the other market still trades
         venues.dislocate("bithumb", "KRW-ETH", 90, 1500)
         venues.dislocate("bithumb", "KRW-XRP", 90, 1500)

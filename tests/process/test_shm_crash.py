@@ -22,13 +22,13 @@ def hammer(path: str) -> None:
     while True:
         n += 1
         v = float(n)
-        table.write(n % N_MARKETS, v, v + 1, v + 2, v + 3, n, n + 1, VALID)
+        table.write(n % N_MARKETS, v, v + 1, v + 2, v + 3, n, n + 1, VALID, n + 2)
 
 
 def consistent(top: object) -> bool:
-    _, bid, bid_sz, ask, ask_sz, ts_event, ts_init, _ = top  # type: ignore[misc]
+    _, bid, bid_sz, ask, ask_sz, ts_event, ts_init, _, recv_mono = top  # type: ignore[misc]
     return (bid_sz == bid + 1 and ask == bid + 2 and ask_sz == bid + 3
-            and ts_event == int(bid) and ts_init == ts_event + 1)
+            and ts_event == int(bid) and ts_init == ts_event + 1 and recv_mono == ts_event + 2)
 
 
 def test_reader_never_sees_a_torn_record_while_writers_are_killed(workdir: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from karb.bus import GapTracker, ReplyCache
 from karb.config import SupervisorConfig
 from karb.messages import Heartbeat, decode, encode
-from karb.restart import RestartPolicy, should_restart
+from karb.supervision.restart import RestartPolicy, should_restart
 from karb import topics
 
 

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from karb.exchanges.bithumb.legacy import LegacyBookProtocol
-from karb.exchanges.client import round_volume
+from karb.exchanges.ticks import floor_lot, floor_lot_decimal
 from karb.exchanges.credentials import Credentials, Secret
 from karb.exchanges.errors import (
     AuthError,
@@ -78,7 +78,9 @@ def test_legacy_deltas_resync_when_they_stop_adding_up() -> None:
 def test_rounding_to_tick_and_lot() -> None:
     assert round_price(148_523_456, "bid") == Decimal(148_523_000)
     assert round_price(148_523_456, "ask") == Decimal(148_524_000)
-    assert round_volume(0.123456789) == Decimal("0.12345678")
+    assert floor_lot_decimal(0.123456789) == Decimal("0.12345678")
+    assert floor_lot(0.3) == 0.3 and floor_lot(0.29999999999) == 0.29999999  # never up past a cap
+    assert floor_lot(-1.0) == 0.0
     assert format_decimal(Decimal("1E+3")) == "1000" and format_decimal(1e-8) == "0.00000001"
 
 

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from karb.trading.arb import Caps, edge_bps, limit_prices, size_trade
-from karb.trading.journal import Journal, LegRecord
+from karb.execution.journal import Journal
+from karb.trading.orders import LegRecord
 from karb.trading.ledger import coin_imbalance, intent_pnl
 from karb.trading.risk import CircuitBreaker, KillSwitch, Reservations
 

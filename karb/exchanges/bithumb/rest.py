@@ -9,6 +9,7 @@ from karb.exchanges.bithumb import auth
 from karb.exchanges.bithumb.schemas import (BithumbCancelled, BithumbChance,
                                             BithumbMarket, BithumbOrder, BithumbOrderCreated)
 from karb.exchanges.v1api.client import V1Client
+from karb.exchanges.client import DEFAULT_ORDER_TIMEOUT_MS
 from karb.exchanges.credentials import Credentials
 from karb.exchanges.errors import InvalidOrder
 from karb.exchanges.ratelimit import BITHUMB_GROUPS
@@ -25,8 +26,9 @@ class BithumbClient(V1Client):
     PRIVATE_GROUP = "private"
     authorize = staticmethod(auth.authorization)
 
-    def __init__(self, base_url: str, credentials: Credentials | None, timeout_ms: int = 5000) -> None:
-        super().__init__(base_url, credentials, timeout_ms)
+    def __init__(self, base_url: str, credentials: Credentials | None, timeout_ms: int = 5000,
+                 order_timeout_ms: int = DEFAULT_ORDER_TIMEOUT_MS) -> None:
+        super().__init__(base_url, credentials, timeout_ms, order_timeout_ms)
         self._price_units: dict[str, Decimal] = {}
 
     async def markets(self) -> list[Market]:
@@ -55,7 +57,7 @@ class BithumbClient(V1Client):
         created = await self.transport.request("POST", "/v2/orders", "order", BithumbOrderCreated,
                                                body=body, sign=self._sign,
                                                hash_source=auth.body_hash_source(body), safe=False,
-                                            trace=trace)
+                                               trace=trace, timeout_ms=self.order_timeout_ms)
         return Order(venue=VENUE, order_id=created.order_id, client_id=created.client_order_id,
                      market=created.market, side=side, order_type=order_type,
                      price=float(price) if price else None, volume=float(volume) if volume else None,
@@ -81,3 +83,11 @@ class BithumbClient(V1Client):
         params.append(("state", "wait"))
         rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
         return [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
+
+    async def recent_orders(self, market: str | None = None, limit: int = 100) -> list[Order]:
+        params: list[tuple[str, str]] = [("market", market)] if market else []
+        params += [("states[]", "done"), ("states[]", "cancel"), ("limit", str(min(limit, 100))),
+                   ("order_by", "desc")]
+        rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
+        done = [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
+        return await self.open_orders(market) + done

@@ -35,7 +35,7 @@ class UpbitClient(V1Client):
         wire = await self.transport.request("POST", "/v1/orders", "order", UpbitOrder, body=body,
                                             sign=self._sign,
                                             hash_source=auth.body_hash_source(body), safe=False,
-                                            trace=trace)
+                                            trace=trace, timeout_ms=self.order_timeout_ms)
         return books.order_from_wire(VENUE, wire, wire.identifier)
 
     def _id_params(self, order_id: str | None, client_id: str | None) -> Params:
@@ -59,3 +59,11 @@ class UpbitClient(V1Client):
         params += [("states[]", "wait"), ("states[]", "watch")]
         rows = await self._private("GET", "/v1/orders/open", params, list[UpbitOrder])
         return [books.order_from_wire(VENUE, r, r.identifier) for r in rows]  # type: ignore[attr-defined]
+
+    async def recent_orders(self, market: str | None = None, limit: int = 100) -> list[Order]:
+        closed: list[tuple[str, str]] = [("market", market)] if market else []
+        closed += [("states[]", "done"), ("states[]", "cancel"), ("limit", str(limit)),
+                   ("order_by", "desc")]
+        rows = await self._private("GET", "/v1/orders/closed", closed, list[UpbitOrder])
+        done = [books.order_from_wire(VENUE, r, r.identifier) for r in rows]  # type: ignore[attr-defined]
+        return await self.open_orders(market) + done

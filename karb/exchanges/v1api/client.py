@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from karb.exchanges.client import VenueClient
+from karb.exchanges.client import DEFAULT_ORDER_TIMEOUT_MS, VenueClient
 from karb.exchanges.credentials import Credentials
 from karb.exchanges.errors import InvalidOrder
 from karb.exchanges.ratelimit import RateLimiter
@@ -27,8 +27,10 @@ class V1Client(VenueClient):
     PRIVATE_GROUP: str
     authorize: Authorize  # the venue's signing (Bithumb adds the timestamp claim)
 
-    def __init__(self, base_url: str, credentials: Credentials | None, timeout_ms: int = 5000) -> None:
+    def __init__(self, base_url: str, credentials: Credentials | None, timeout_ms: int = 5000,
+                 order_timeout_ms: int = DEFAULT_ORDER_TIMEOUT_MS) -> None:
         self._creds = credentials
+        self.order_timeout_ms = order_timeout_ms
         self.transport = RestTransport(self.venue, base_url, RateLimiter(self.GROUPS), timeout_ms)
 
     def _sign(self, hash_source: str | None) -> dict[str, str]:

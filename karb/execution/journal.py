@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FINAL_LEG_STATES = {"DONE", "CANCELLED", "REJECTED", "NOT_SENT", "DRY_RUN"}
+from karb.trading.orders import FINAL_LEG_STATES, LegRecord
+
+__all__ = ["Journal", "LegRecord"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS legs (
     venue TEXT NOT NULL, market TEXT NOT NULL, side TEXT NOT NULL, price REAL NOT NULL,
     volume REAL NOT NULL, state TEXT NOT NULL, order_id TEXT NOT NULL DEFAULT '',
     executed_volume REAL NOT NULL DEFAULT 0, executed_funds REAL NOT NULL DEFAULT 0,
-    fee REAL NOT NULL DEFAULT 0, updated_ns INTEGER NOT NULL);
+    fee REAL NOT NULL DEFAULT 0, updated_ns INTEGER NOT NULL,
+    gave_up_ns INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, intent_id TEXT NOT NULL,
     client_id TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}');
@@ -38,28 +40,6 @@ CREATE INDEX IF NOT EXISTS legs_intent ON legs(intent_id);
 CREATE TABLE IF NOT EXISTS halts (
     market TEXT PRIMARY KEY, reason TEXT NOT NULL, ts_ns INTEGER NOT NULL);
 """
-
-
-@dataclass
-class LegRecord:
-    client_id: str
-    intent_id: str
-    role: str
-    venue: str
-    market: str
-    side: str
-    price: float
-    volume: float
-    state: str
-    order_id: str = ""
-    executed_volume: float = 0.0
-    executed_funds: float = 0.0
-    fee: float = 0.0
-    updated_ns: int = 0
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_LEG_STATES
 
 
 class Journal:
@@ -72,6 +52,9 @@ class Journal:
         # 3 ms at p99). The owner calls checkpoint() when nothing is in flight.
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(legs)")}
+        if "gave_up_ns" not in columns:  # a journal written before the settle-window column
+            self.db.execute("ALTER TABLE legs ADD COLUMN gave_up_ns INTEGER NOT NULL DEFAULT 0")
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database; call when no intent is in flight."""
@@ -115,21 +98,23 @@ class Journal:
             self._event(leg.intent_id, leg.client_id, "leg_added", {"role": leg.role}, now)
 
     def _insert_leg(self, leg: LegRecord, now: int) -> None:
-        self.db.execute("INSERT INTO legs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        leg.updated_ns = now
+        self.db.execute("INSERT INTO legs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (leg.client_id, leg.intent_id, leg.role, leg.venue, leg.market, leg.side,
-                         leg.price, leg.volume, leg.state, leg.order_id, leg.executed_volume,
-                         leg.executed_funds, leg.fee, now))
+                         leg.price, leg.volume, str(leg.state), leg.order_id, leg.executed_volume,
+                         leg.executed_funds, leg.fee, now, leg.gave_up_ns))
 
     def update_leg(self, leg: LegRecord, kind: str, detail: dict[str, Any] | None = None) -> None:
         now = time.time_ns()
+        leg.updated_ns = now  # the in-memory record and the journal agree on every field
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
                 "UPDATE legs SET state=?, order_id=?, executed_volume=?, executed_funds=?, fee=?, "
-                "updated_ns=? WHERE client_id=?",
-                (leg.state, leg.order_id, leg.executed_volume, leg.executed_funds, leg.fee, now,
-                 leg.client_id))
-            self._event(leg.intent_id, leg.client_id, kind, detail or {"state": leg.state}, now)
+                "updated_ns=?, gave_up_ns=? WHERE client_id=?",
+                (str(leg.state), leg.order_id, leg.executed_volume, leg.executed_funds, leg.fee,
+                 now, leg.gave_up_ns, leg.client_id))
+            self._event(leg.intent_id, leg.client_id, kind, detail or {"state": str(leg.state)}, now)
 
     def finish_intent(self, intent_id: str, state: str, pnl_krw: float, reason: str = "") -> None:
         now = time.time_ns()
@@ -155,17 +140,58 @@ class Journal:
 
     def legs(self, intent_id: str | None = None, only_open: bool = False) -> list[LegRecord]:
         sql = ("SELECT client_id, intent_id, role, venue, market, side, price, volume, state, "
-               "order_id, executed_volume, executed_funds, fee, updated_ns FROM legs")
+               "order_id, executed_volume, executed_funds, fee, updated_ns, gave_up_ns FROM legs")
         where, args = [], []
         if intent_id is not None:
             where.append("intent_id=?")
             args.append(intent_id)
         if only_open:
             where.append("state NOT IN (%s)" % ",".join("?" * len(FINAL_LEG_STATES)))
-            args.extend(sorted(FINAL_LEG_STATES))
+            args.extend(sorted(str(state) for state in FINAL_LEG_STATES))
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [LegRecord(*row) for row in self.db.execute(sql + " ORDER BY rowid", args)]
+
+    def leg(self, client_id: str) -> LegRecord | None:
+        row = self.db.execute(
+            "SELECT client_id, intent_id, role, venue, market, side, price, volume, state, "
+            "order_id, executed_volume, executed_funds, fee, updated_ns, gave_up_ns FROM legs "
+            "WHERE client_id=?", (client_id,)).fetchone()
+        return LegRecord(*row) if row else None
+
+    def reopen_intent(self, intent_id: str, why: str) -> None:
+        """An intent settled earlier whose legs the venue contradicts (an order found late):
+        back to RECONCILING until it is settled again."""
+        now = time.time_ns()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("UPDATE intents SET state='RECONCILING', updated_ns=? WHERE intent_id=?",
+                            (now, intent_id))
+            self._event(intent_id, "", "reopened", {"why": why}, now)
+
+    def ingest_intent(self, intent_id: str, market: str, why: str) -> None:
+        """An intent the journal never saw (its order found at a venue): a placeholder row."""
+        now = time.time_ns()
+        self.db.execute("INSERT OR IGNORE INTO intents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (intent_id, market, "", "", 0.0, 0.0, 0.0, "RECONCILING", why, 0.0, now, now))
+
+    def executed_totals(self) -> dict[tuple[str, str], float]:
+        """Per (venue, currency), what every journaled fill changed: coin bought minus sold, KRW
+        received minus paid, fees in. The balance reconciliation compares venue balances with
+        a baseline plus the change of these since the baseline."""
+        out: dict[tuple[str, str], float] = {}
+        rows = self.db.execute("SELECT venue, market, side, SUM(executed_volume), "
+                               "SUM(executed_funds), SUM(fee) FROM legs GROUP BY venue, market, side")
+        for venue, market, side, volume, funds, fee in rows:
+            quote, coin = market.split("-", 1)
+            sign = 1 if side == "buy" else -1
+            out[(venue, coin)] = out.get((venue, coin), 0.0) + sign * volume
+            out[(venue, quote)] = out.get((venue, quote), 0.0) - sign * funds - fee
+        return out
+
+    def event_kinds(self, intent_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT kind FROM events WHERE intent_id=? ORDER BY id", (intent_id,))]
 
     def open_intents(self) -> list[str]:
         rows = self.db.execute("SELECT intent_id FROM intents WHERE state IN "

@@ -8,11 +8,13 @@ from typing import Any
 from aiohttp import web
 
 StatusFn = Callable[[], dict[str, Any]]
+RoutesFn = Callable[[web.Application], None]
 
 
 class StatusServer:
-    def __init__(self, status: StatusFn) -> None:
+    def __init__(self, status: StatusFn, routes: RoutesFn | None = None) -> None:
         self._status = status
+        self._routes = routes  # more routes on the same app (karb.ops: /metrics, the page)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -20,6 +22,8 @@ class StatusServer:
         """Listen on 127.0.0.1:``port`` (0: any free port); returns the port. OSError if taken."""
         app = web.Application()
         app.router.add_get("/api/status", self._handle)
+        if self._routes is not None:
+            self._routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)

@@ -12,14 +12,12 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -29,17 +27,18 @@ import psutil
 import uvloop
 import zmq
 
-from karb import bus, logs, topics
+from karb import bus, topics
 from karb.actors.base import ChildSpec
-from karb.actors.registry import UnknownActorKind, preload_modules, resolve
+from karb.actors.registry import preload_modules
 from karb.actors.runner import run_actor
-from karb.config import ActorSpec, Config, ConfigError, convert_params, load_config
+from karb.config import ActorSpec, Config
 from karb.exitcodes import ExitCode
 from karb.messages import BusMessage, Heartbeat
-from karb.restart import RestartPolicy, should_restart
-from karb.rundir import RunDir, RunDirBusy
+from karb.ops.hub import OpsHub
+from karb.supervision.restart import RestartPolicy, should_restart
+from karb.supervision.rundir import RunDir
 from karb.shm import TopOfBookTable, segment_path
-from karb.status_http import StatusServer
+from karb.supervision.status_http import StatusServer
 
 log = logging.getLogger("karb.supervisor")
 
@@ -84,7 +83,8 @@ class Supervisor:
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
         self._mp = multiprocessing.get_context("forkserver")
-        self._status = StatusServer(self.status)
+        self.ops = OpsHub(config, self.status)  # /metrics, the page, alerts, sd_notify
+        self._status = StatusServer(self.status, self.ops.add_routes)
         self._started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -102,7 +102,8 @@ class Supervisor:
         sub = bus.Subscriber(ctx, self.config.bus, self._on_message)
         try:
             sub.connect(bus.pub_endpoint(self.config, c.name) for c in self.children)
-            sub.subscribe([topics.HEARTBEAT])
+            sub.subscribe([topics.HEARTBEAT, *self.ops.prefixes()])
+            self.ops.attach_table(table)
             sub.attach(loop)
             if not await self._start_status():
                 return self.exit_code
@@ -111,7 +112,10 @@ class Supervisor:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_liveness())
                 tg.create_task(self._collect_stats())
+                tg.create_task(self.ops.run())
                 await self._start_all()
+                if all(c.state == "RUNNING" for c in self.children):
+                    self.ops.ready()
                 await self._stop_requested.wait()
                 await self._stop_all()
                 raise _Done
@@ -141,7 +145,8 @@ class Supervisor:
                 self.exit_code = ExitCode.CONFIG
                 return False
             url = f"http://127.0.0.1:{port}/api/status"
-            log.info("status at %s", url)
+            log.info("status at %s; page at http://127.0.0.1:%d/ and metrics at /metrics "
+                     "(bound to loopback only)", url, port)
         self.run_dir.write_info({"pid": os.getpid(), "status_url": url, "config": self.config.path})
         return True
 
@@ -175,6 +180,7 @@ class Supervisor:
     def request_stop(self, reason: str) -> None:
         if self._stop_requested is not None and not self._stop_requested.is_set():
             log.info("stopping all actors: %s", reason)
+            self.ops.stopping()
             self._stop_requested.set()
 
     def fail(self, code: ExitCode, reason: str) -> None:
@@ -282,6 +288,7 @@ class Supervisor:
 
     def _on_message(self, topic: bytes, msg: BusMessage) -> None:
         if not isinstance(msg, Heartbeat):
+            self.ops.on_message(topic, msg)
             return
         child = self._by_name.get(msg.src)
         if child is None or msg.inc != child.incarnation or child.state in ("DOWN", "EXITED"):
@@ -364,42 +371,3 @@ def _ps(pid: int) -> psutil.Process | None:
         return proc
     except psutil.Error:
         return None
-
-
-def resolve_params(config: Config) -> dict[str, Any]:
-    """Import every actor kind and validate its params now, so errors surface before any start."""
-    params: dict[str, Any] = {}
-    for index, spec in enumerate(config.actors):
-        try:
-            cls = resolve(spec.kind)
-        except UnknownActorKind as exc:
-            raise ConfigError(f"config error: {config.path}: actors[{index}].kind: {exc}") from None
-        try:
-            params[spec.name] = convert_params(spec, cls.Params, index)
-        except ConfigError as exc:
-            raise ConfigError(f"config error: {config.path}: {exc}") from None
-        cls.preflight(config, params[spec.name])
-    for spec in config.actors:  # an unusable ipc path is a config error too
-        try:
-            bus.pub_endpoint(config, spec.name)
-        except ValueError as exc:
-            raise ConfigError(f"config error: {config.path}: supervisor.run_dir: {exc}") from None
-    return params
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="supervisor.py", description="Run the K-Arb actor pipeline described by CONFIG.")
-    parser.add_argument("config", nargs="?", default="configs/sim.yaml",
-                        help="YAML config (default: configs/sim.yaml, the built-in simulator)")
-    args = parser.parse_args(argv)
-    logs.configure()
-    try:
-        config = load_config(args.config)
-        params = resolve_params(config)
-        run_dir = RunDir(config.run_dir)
-        run_dir.acquire()
-    except (ConfigError, RunDirBusy) as exc:
-        print(f"supervisor: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    return int(uvloop.run(Supervisor(config, params, run_dir).run()))

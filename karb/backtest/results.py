@@ -1,0 +1,246 @@
+"""What a backtest produced, and the figures derived from it (``summary.json``).
+
+The backtester fills a :class:`BacktestResults` as it runs: intents (accepted or not), every
+leg with its latency and outcome, every fill with its fee, every signal with its edge, the
+balances per venue over time, halts and crashes. :func:`summarise` derives the summary, and
+:mod:`karb.backtest.report` draws it. All money is KRW; all times are integer ns of the
+backtest's (virtual) wall clock.
+
+Definitions (each summary key):
+
+- ``pnl_krw``: sells minus buys over every fill (hedges included), minus ``fees_krw``, plus the
+  coin left over (bought minus sold, per market) at ``final_marks`` (the last fill price when a
+  market has no mark): PnL = fills - fees, marked to market.
+- ``round_trips``: intents whose buy and sell legs both filled in full (to 1e-9 coin).
+- ``order_success_rate``: buy/sell legs (not hedges) that filled in full, over those sent.
+- ``max_drawdown_krw`` / ``_pct``: the largest fall of cumulative PnL from its running peak;
+  the percentage is of equity at that peak (``start_equity_krw`` + peak PnL).
+- ``sharpe_daily``: mean over std of daily PnL / start equity, times sqrt(365) (annualised from
+  days; crypto trades every day). None with fewer than two days or no variation.
+- ``hedge_cost_krw``: per hedge fill, what it paid beyond the intent's limit for that side
+  (buy: price - buy_limit; sell: sell_limit - price) times its volume, plus its fee.
+- ``inventory_blocked_s``: per market, the time from a signal that found an edge but no
+  inventory to take it until that market's next signal, capped at ``blocked_cap_s`` each.
+- ``min_balance_krw``: the lowest KRW balance of any venue at any balance point;
+  ``negative_balance_events``: balance points with any currency below zero on any venue.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from typing import Literal
+
+import msgspec
+
+Role = Literal["buy", "sell", "hedge"]
+Side = Literal["bid", "ask"]
+DAY_NS = 86_400 * 10**9
+EPS_COIN = 1e-9
+
+
+class _Rec(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class IntentRecord(_Rec, frozen=True):
+    intent_id: str
+    ts_ns: int
+    market: str
+    buy_venue: str
+    sell_venue: str
+    volume: float
+    buy_limit: float
+    sell_limit: float
+    net_bps: float
+    accepted: bool
+
+
+class LegRecord(_Rec, frozen=True):
+    intent_id: str
+    role: Role
+    venue: str
+    market: str
+    side: Side
+    volume: float  # asked for
+    executed_volume: float
+    sent_ns: int
+    latency_ms: float  # our decision to the venue's answer: what a competitor races
+
+
+class FillRecord(_Rec, frozen=True):
+    intent_id: str
+    role: Role
+    ts_ns: int
+    venue: str
+    market: str
+    side: Side
+    price: float
+    volume: float
+    fee_krw: float
+
+
+class SignalRecord(_Rec, frozen=True):
+    ts_ns: int
+    market: str
+    buy_venue: str
+    sell_venue: str
+    gross_bps: float
+    net_bps: float
+    decision: str
+    inventory_blocked: bool = False  # an edge, but no coin or KRW where it was needed
+
+
+class BalancePoint(_Rec, frozen=True):
+    ts_ns: int
+    balances: dict[str, dict[str, float]]  # venue -> currency -> total (free + locked)
+
+
+class HaltRecord(_Rec, frozen=True):
+    ts_ns: int
+    market: str
+    reason: str
+
+
+class BacktestResults(_Rec, frozen=True):
+    started_ns: int
+    ended_ns: int
+    wall_s: float
+    markets: list[str]
+    fee_bps: dict[str, float]  # venue -> taker fee, bps
+    start_equity_krw: float
+    intents: list[IntentRecord] = []
+    legs: list[LegRecord] = []
+    fills: list[FillRecord] = []
+    signals: list[SignalRecord] = []
+    balances: list[BalancePoint] = []
+    halts: list[HaltRecord] = []
+    final_marks: dict[str, float] = {}  # market -> price to value leftover coin
+    crashes: int = 0
+    blocked_cap_s: float = 1.0
+
+
+def signed_notional(fill: FillRecord) -> float:
+    """KRW the fill brought in: + for a sale, - for a purchase (fees apart)."""
+    return fill.price * fill.volume if fill.side == "ask" else -fill.price * fill.volume
+
+
+def pnl_curve(res: BacktestResults) -> list[tuple[int, float]]:
+    """Cumulative PnL net of fees after each fill, leftover coin at its market's last fill price."""
+    cash = 0.0
+    coin: dict[str, float] = defaultdict(float)
+    mark: dict[str, float] = {}
+    curve = [(res.started_ns, 0.0)]
+    for f in sorted(res.fills, key=lambda f: f.ts_ns):
+        cash += signed_notional(f) - f.fee_krw
+        coin[f.market] += f.volume if f.side == "bid" else -f.volume
+        mark[f.market] = f.price
+        curve.append((f.ts_ns, cash + sum(q * mark[m] for m, q in coin.items())))
+    return curve
+
+
+def drawdowns(curve: list[tuple[int, float]], start_equity: float) -> tuple[list[float], float, float]:
+    """Drawdown at each point of the curve, the largest in KRW, and it as % of peak equity."""
+    peak, worst, worst_pct, out = -math.inf, 0.0, 0.0, []
+    for _, pnl in curve:
+        peak = max(peak, pnl)
+        dd = peak - pnl
+        out.append(dd)
+        if dd > worst:
+            worst = dd
+            worst_pct = 100 * dd / (start_equity + peak) if start_equity + peak > 0 else 0.0
+    return out, worst, worst_pct
+
+
+def _full(leg: LegRecord) -> bool:
+    return leg.executed_volume >= leg.volume - EPS_COIN
+
+
+def summarise(res: BacktestResults) -> dict[str, float | int | list[str] | None]:
+    fills = res.fills
+    gross = sum(signed_notional(f) for f in fills)
+    fees = sum(f.fee_krw for f in fills)
+    leftover: dict[str, float] = defaultdict(float)
+    last_px: dict[str, float] = {}
+    for f in sorted(fills, key=lambda f: f.ts_ns):
+        leftover[f.market] += f.volume if f.side == "bid" else -f.volume
+        last_px[f.market] = f.price
+    marked = sum(q * res.final_marks.get(m, last_px[m]) for m, q in leftover.items())
+    curve = pnl_curve(res)
+    _, dd_krw, dd_pct = drawdowns(curve, res.start_equity_krw)
+
+    legs_by_intent: dict[str, dict[str, LegRecord]] = defaultdict(dict)
+    for leg in res.legs:
+        if leg.role != "hedge":
+            legs_by_intent[leg.intent_id][leg.role] = leg
+    accepted = [i for i in res.intents if i.accepted]
+    round_trips = sum(1 for i in accepted
+                      if all(r in legs_by_intent[i.intent_id] and _full(legs_by_intent[i.intent_id][r])
+                             for r in ("buy", "sell")))
+    main_legs = [leg for leg in res.legs if leg.role != "hedge"]
+    success = (sum(_full(leg) for leg in main_legs) / len(main_legs)) if main_legs else None
+
+    limits = {i.intent_id: i for i in res.intents}
+    hedge_fills = [f for f in fills if f.role == "hedge"]
+    hedge_cost = 0.0
+    for f in hedge_fills:
+        intent = limits.get(f.intent_id)
+        if intent is not None:
+            worse = f.price - intent.buy_limit if f.side == "bid" else intent.sell_limit - f.price
+            hedge_cost += worse * f.volume
+        hedge_cost += f.fee_krw
+
+    days = (res.ended_ns - res.started_ns) / DAY_NS
+    daily: dict[int, float] = defaultdict(float)
+    prev = 0.0
+    for ts, pnl in curve[1:]:
+        daily[(ts - res.started_ns) // DAY_NS] += pnl - prev
+        prev = pnl
+    n_days = max(1, math.ceil(days))
+    returns = [daily.get(d, 0.0) / res.start_equity_krw for d in range(n_days)]
+    sharpe = None
+    if len(returns) >= 2 and statistics.pstdev(returns) > 0:
+        sharpe = round(statistics.mean(returns) / statistics.pstdev(returns) * math.sqrt(365), 3)
+
+    krw = [b.get("KRW", 0.0) for p in res.balances for b in p.balances.values()]
+    negative = sum(1 for p in res.balances
+                   if any(v < -EPS_COIN for b in p.balances.values() for v in b.values()))
+    return {
+        "simulated_days": round(days, 4),
+        "wall_s": round(res.wall_s, 3),
+        "speedup": round(days * 86_400 / res.wall_s, 1) if res.wall_s > 0 else None,
+        "markets": list(res.markets),
+        "intents": len(accepted),
+        "round_trips": round_trips,
+        "order_success_rate": round(success, 4) if success is not None else None,
+        "gross_krw": round(gross, 2),
+        "pnl_krw": round(gross - fees + marked, 2),
+        "fees_krw": round(fees, 2),
+        "leftover_value_krw": round(marked, 2),
+        "max_drawdown_krw": round(dd_krw, 2),
+        "max_drawdown_pct": round(dd_pct, 6),
+        "sharpe_daily": sharpe,
+        "hedges": sum(1 for leg in res.legs if leg.role == "hedge"),
+        "hedge_cost_krw": round(hedge_cost, 2),
+        "halts": len(res.halts),
+        "min_balance_krw": round(min(krw), 2) if krw else None,
+        "negative_balance_events": negative,
+        "inventory_blocked_s": round(inventory_blocked_s(res), 3),
+        "crashes": res.crashes,
+    }
+
+
+def inventory_blocked_s(res: BacktestResults) -> float:
+    by_market: dict[str, list[SignalRecord]] = defaultdict(list)
+    for s in res.signals:
+        by_market[s.market].append(s)
+    total_ns = 0
+    cap_ns = int(res.blocked_cap_s * 1e9)
+    for signals in by_market.values():
+        signals.sort(key=lambda s: s.ts_ns)
+        for s, nxt in zip(signals, signals[1:] + [None]):
+            if s.inventory_blocked:
+                end = nxt.ts_ns if nxt is not None else res.ended_ns
+                total_ns += min(cap_ns, max(0, end - s.ts_ns))
+    return total_ns / 1e9

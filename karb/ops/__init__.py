@@ -1,0 +1,1 @@
+"""Running it for real: metrics, the live page, alerts, monitors, sd_notify (see hub.py)."""
