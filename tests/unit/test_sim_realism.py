@@ -275,7 +275,7 @@ def test_realism_keys_are_checked_and_the_shipped_backtest_config_loads(tmp_path
                        "levels and hold_s must be non-empty lists of the same length"),
                       ({"volatility_regimes": {"multipliers": [1, 2], "hold_s": [1, 1],
                                                "transition": [[0, 1]]}},
-                       "transition must be 2 rows of 2 probabilities"),
+                       "transition: must be 2 rows of 2 probabilities"),
                       ({"dislocation": {"size_dist": "cauchy"}}, "sim.dislocation.size_dist"),
                       ({"outages": {"rest_status": 404}}, "sim.outages.rest_status")):
         path = tmp_path / "c.yaml"
