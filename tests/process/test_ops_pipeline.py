@@ -6,6 +6,7 @@ resolving. The tests share the run and go in file order."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -30,6 +31,21 @@ from tests.support import SupervisorProc, eventually, short_tmp_dir
 TOKEN = "dashboard-test-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("KARB_ARTIFACTS", "/tmp/karb-artifacts"))
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """A JSON webhook sink standing in for the operator's endpoint."""
+
+    got: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Hook.got.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 @dataclass
@@ -71,10 +87,14 @@ def run() -> Iterator[Run]:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(workdir / "notify.sock"))
     notify.settimeout(0.1)
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
     path = pipeline_config(
-        workdir, ["KRW-BTC", "KRW-ETH"],
+        workdir, ["KRW-BTC", "KRW-ETH"], execution={"breaker_failures": 20},
         sim={"dislocation": {"rate_per_min": 40.0, "size_bps": 60.0, "duration_ms": 1500}},
-        ops={"alerts": {"stream_down_s": 1.5, "check_interval_ms": 200, "min_interval_s": 0}})
+        ops={"alerts": {"stream_down_s": 1.5, "check_interval_ms": 200, "min_interval_s": 0,
+                        "sinks": [{"kind": "webhook",
+                                   "url": f"http://127.0.0.1:{hook.server_address[1]}/hook"}]}})
     cfg = yaml.safe_load(path.read_text())
     cfg["actors"].append({"name": "monitor", "kind": "monitor",
                           "params": {"market_state": {"sample_ms": 200, "min_samples": 5}}})
@@ -102,6 +122,8 @@ def run() -> Iterator[Run]:
         reader.join(2)
     finally:
         sup.close()
+        hook.shutdown()
+        hook.server_close()
         notify.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -235,6 +257,25 @@ def test_stalled_stream_alerts_and_resolves(run: Run) -> None:
                what="stream_down resolved")
     assert "ALERT [K-Arb WARNING] stream_down bithumb" in run.sup.log()
     assert TOKEN not in run.sup.log()
+
+
+def notices(rule: str, subject: str) -> list[str]:
+    return [n["status"] for n in Hook.got if n["rule"] == rule and n["subject"] == subject]
+
+
+def test_five_failed_intents_alert_and_resolve(run: Run) -> None:
+    assert notices("stream_down", "bithumb") == ["firing", "resolved"]  # the webhook got each once
+    assert notices("kill_switch", "all") == ["firing", "resolved"]  # the page's kill switch
+    for venue in ("upbit", "bithumb"):  # each intent sends one leg to each venue
+        run.venues.post(venue, "/_sim/faults/order_next", {"action": "reject", "count": 5})
+    try:
+        eventually(lambda: notices("intent_failures", "all") == ["firing"], 30, interval=0.2,
+                   what="intent_failures at the webhook")
+    finally:
+        for venue in ("upbit", "bithumb"):
+            run.venues.post(venue, "/_sim/faults/clear")
+    eventually(lambda: notices("intent_failures", "all") == ["firing", "resolved"], 20,
+               interval=0.2, what="intent_failures resolved after an intent succeeds")
 
 
 def test_stop_says_stopping_after_ready_and_watchdog(run: Run) -> None:
