@@ -56,6 +56,8 @@ class OpsCollector(Collector):
         data_age = _g("karb_market_data_age_seconds", "Age of the feed's last book", ["venue", "market"])
         breaker = _g("karb_circuit_breaker_open", "1 while execution's circuit breaker is not CLOSED", [])
         kill = _g("karb_kill_switch_engaged", "1 while the kill switch is engaged", [])
+        asked = _c("karb_strategy_intents", "Intents the strategy sent and execution accepted "
+                   "(this incarnation; refused = sent - accepted - in flight)", ["actor", "answer"])
         for a in status["actors"]:
             name = a["name"]
             up.add_metric([name], 1.0 if a["state"] == "RUNNING" else 0.0)
@@ -80,11 +82,14 @@ class OpsCollector(Collector):
                 for key, ms in extra.items():
                     if key.startswith("age_ms.") and ms >= 0:
                         data_age.add_metric([venue, key[7:]], ms / 1000)
+            if "intents_sent" in extra:
+                asked.add_metric([name, "sent"], extra["intents_sent"])
+                asked.add_metric([name, "accepted"], extra.get("intents_accepted", 0.0))
             if name == self.hub.execution and extra:
                 breaker.add_metric([], extra.get("breaker_open", 0.0))
                 kill.add_metric([], extra.get("kill_switch", 0.0))
         yield from (up, state, restarts, age, rss, cpu, lag, msgs_in, msgs_out, gaps, connects,
-                    data_age, breaker, kill)
+                    data_age, breaker, kill, asked)
 
     def _markets(self) -> Iterator[Metric]:
         px = _g("karb_top_of_book_price_krw", "Best price from shared memory", ["venue", "market", "side"])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from karb.config import AlertsConfig
+from pathlib import Path
+
+import pytest
+
+from karb.config import AlertsConfig, Config, ConfigError, load_config
 from karb.ops.alerts import AlertRules, Facts
 
 CFG = AlertsConfig(balance_floors={"upbit": {"KRW": 1_000_000.0}}, failed_intents=5,
@@ -63,3 +67,19 @@ def test_restarts_count_only_inside_the_window() -> None:
     for t, n in ((0.0, 0), (1.0, 1), (2.0, 2)):
         assert firing(rules, Facts(now=t, restarts={"feed.upbit": n})) == []
     assert firing(rules, Facts(now=700.0, restarts={"feed.upbit": 3})) == []  # two are old
+
+
+def test_ops_config_errors_name_the_key(tmp_path: Path) -> None:
+    def load(ops: str) -> Config:
+        path = tmp_path / "c.yaml"
+        path.write_text(f"ops: {ops}\nactors:\n  - {{name: a, kind: probe_source}}\n")
+        return load_config(path)
+
+    assert load("{}").ops.dashboard.token_env == "KARB_DASHBOARD_TOKEN"
+    with pytest.raises(ConfigError, match=r"ops\.alerts\.failed_intnets: unknown key \(allowed here: "
+                       r"enabled, balance_floors, failed_intents"):
+        load("{alerts: {failed_intnets: 3}}")
+    with pytest.raises(ConfigError, match=r"ops\.alerts\.sinks\[0\]: a telegram sink needs token_env"):
+        load("{alerts: {sinks: [{kind: telegram, chat_id: '1'}]}}")
+    with pytest.raises(ConfigError, match=r"ops\.alerts\.sinks\[0\]\.kind"):
+        load("{alerts: {sinks: [{kind: pager}]}}")
