@@ -43,8 +43,9 @@ class FaultInjector:
         self._next = time.monotonic() + self._interval()
         venues = {v.name: v for v in pipeline.config.venues}
         # Latency and late execution aim at the order timeout (a separate one once it exists).
-        self.timeout_ms: dict[str, int] = {name: int(getattr(v, "order_timeout_ms", None) or v.request_timeout_ms)
-                           for name, v in venues.items()}
+        self.timeout_ms: dict[str, int] = {
+            name: int(getattr(v, "order_timeout_ms", None) or v.request_timeout_ms)
+            for name, v in venues.items()}
         self.kinds: dict[str, tuple[float, Callable[[str], Fault]]] = {
             "fail_next_500": (1.0, lambda v: Fault("fail_next", {"count": self._n(3), "status": 500})),
             "fail_next_503": (1.0, lambda v: Fault("fail_next", {"count": self._n(3), "status": 503})),
