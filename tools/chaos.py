@@ -332,11 +332,16 @@ def run(args: argparse.Namespace, seed: int, workdir: Path, config_path: Path) -
         try:
             chaos.run(args.duration)
             drained = quiesce(chaos, args.quiesce_timeout)
+            restarts = {name: int(a.get("restarts") or 0) for name, a in pipeline.actors().items()}
             result = collect(pipeline)
         finally:
             chaos.close_bus()
         code = pipeline.stop()
-        out = report(chaos.stats(), result, drained, code)
+        stats = chaos.stats()
+        # Restarts the kills do not explain: actors that died on their own (or hung).
+        stats["crashes_by_actor"] = {name: n - chaos.kills[name] for name, n in restarts.items()
+                                     if n > chaos.kills[name]}
+        out = report(stats, result, drained, code)
         out["seed"] = seed
         if args.json:
             print(json.dumps(out))

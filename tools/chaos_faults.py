@@ -26,7 +26,7 @@ class Fault:
     body: Body
     undo_after_s: float | None = None  # switched off again this much later
     undo_body: Body | None = None
-    lands_in_s: float = 0.0  # an order it holds is carried out up to this much later
+    lands_in_s: float = 0.0  # an order it holds is carried out up to this much after its POST
 
 
 class FaultInjector:
@@ -38,12 +38,14 @@ class FaultInjector:
         self.unavailable: set[str] = set()
         self.failed: Counter[str] = Counter()  # answered neither 200 nor 404
         self.lands_by = 0.0  # monotonic time by which every held order has been carried out
+        self._longest_hold_s = 0.0  # of the delay_execution faults injected
         self._undo: list[tuple[float, str, str, Body]] = []
         self._next = time.monotonic() + self._interval()
         venues = {v.name: v for v in pipeline.config.venues}
         # Latency and late execution aim at the order timeout (a separate one once it exists).
-        self.timeout_ms: dict[str, int] = {name: int(getattr(v, "order_timeout_ms", None) or v.request_timeout_ms)
-                           for name, v in venues.items()}
+        self.timeout_ms: dict[str, int] = {
+            name: int(getattr(v, "order_timeout_ms", None) or v.request_timeout_ms)
+            for name, v in venues.items()}
         self.kinds: dict[str, tuple[float, Callable[[str], Fault]]] = {
             "fail_next_500": (1.0, lambda v: Fault("fail_next", {"count": self._n(3), "status": 500})),
             "fail_next_503": (1.0, lambda v: Fault("fail_next", {"count": self._n(3), "status": 503})),
@@ -107,7 +109,9 @@ class FaultInjector:
             if fault.undo_after_s is not None:
                 self._undo.append((now + fault.undo_after_s, venue, fault.path,
                                    fault.undo_body or {}))
-            self.lands_by = max(self.lands_by, now + fault.lands_in_s)
+            # A held order lands that long after the order POST that meets the fault, which
+            # may come any time before the faults are cleared: see clear_all().
+            self._longest_hold_s = max(self._longest_hold_s, fault.lands_in_s)
         else:
             self.failed[kind] += 1
 
@@ -119,7 +123,10 @@ class FaultInjector:
         return status
 
     def clear_all(self) -> None:
-        """Every fault off on every venue (``clear``), and nothing left to undo."""
+        """Every fault off on every venue (``clear``), and nothing left to undo. An order POST
+        that met a delay_execution just before is carried out by ``lands_by``."""
         self._undo.clear()
         for venue in self.pipeline.rest:
             self._post(venue, "clear", {})
+        if self._longest_hold_s:
+            self.lands_by = time.monotonic() + self._longest_hold_s

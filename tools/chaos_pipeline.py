@@ -136,7 +136,8 @@ class Pipeline:
                 if actors and all(a["state"] == "RUNNING" for a in actors.values()):
                     sim_json = self.run_dir / "sim.json"
                     if sim_json.exists():  # the ports the simulator really took
-                        self.rest.update({v: e["rest"] for v, e in json.loads(sim_json.read_text()).items()})
+                        found = json.loads(sim_json.read_text())
+                        self.rest.update({v: e["rest"] for v, e in found.items()})
                     return actors
             except (OSError, ValueError):
                 pass

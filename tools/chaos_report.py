@@ -46,6 +46,8 @@ def _details(lines: list[str], limit: int, prefix: str = "") -> None:
 def print_report(out: dict[str, Any], limit: int = 20) -> None:
     print(f"kills: {out['kills']} ({_counts(out['kills_by_actor'])}; "
           f"aimed but over before it was due: {out['aimed_missed']})")
+    crashes = out["crashes_by_actor"]
+    print(f"crashes (restarts no kill explains): {sum(crashes.values())} ({_counts(crashes)})")
     unavailable = out["faults_unavailable"]
     print(f"faults: {out['faults']} ({_counts(out['faults_by_kind'])})"
           + (f"; not available (404): {', '.join(unavailable)}" if unavailable else "")

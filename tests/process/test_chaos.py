@@ -35,7 +35,7 @@ def test_chaos_with_faults_loses_no_money() -> None:
     assert stdout.strip(), f"no report (exit {proc.returncode}):\n{stderr}"
     out = json.loads(stdout)
     summary = {k: out[k] for k in (*MONEY_CHECKS, "supervisor_exit", "kills", "faults",
-                                   "intents_by_state", "halts")}
+                                   "crashes_by_actor", "intents_by_state", "halts")}
     assert out["kills"] > 0 and out["faults"] > 0, summary
     assert sum(out["intents_by_state"].values()) > 0, summary
     assert {k: out[k] for k in MONEY_CHECKS} == dict.fromkeys(MONEY_CHECKS, 0), \

@@ -28,8 +28,10 @@ def test_the_copy_moves_run_dir_and_ports_and_makes_balances_explicit(tmp_path: 
         assert venue.rest_url == f"http://127.0.0.1:{port}" and str(port) in venue.ws_url
     assert cfg.sim.upbit.port != cfg.sim.bithumb.port
     (account,) = cfg.sim.accounts
-    assert account.balances["KRW"] > 0 and {m.split("-")[1] for m in cfg.markets} <= set(account.balances)
-    assert cfg.markets == original.markets and [a.name for a in cfg.actors] == [a.name for a in original.actors]
+    assert account.balances["KRW"] > 0
+    assert {m.split("-")[1] for m in cfg.markets} <= set(account.balances)
+    assert cfg.markets == original.markets
+    assert [a.name for a in cfg.actors] == [a.name for a in original.actors]
 
 
 def test_a_config_without_a_simulator_is_refused(tmp_path: Path) -> None:
