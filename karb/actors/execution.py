@@ -257,6 +257,7 @@ class Execution(Actor):
                 "kill_switch": float(ex.kill.engaged())}
 
     async def on_stop(self) -> None:
+        await self.reconciler.close()
         if self.running:
             self.log.info("waiting for %d intents to finish", len(self.running))
             await asyncio.wait(self.running, timeout=self.params.leg_deadline_ms / 1000 + 2)

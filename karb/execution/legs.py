@@ -51,6 +51,9 @@ class LegRunner:
         self.limits = limits
         self.publish = publish
         self.ledger = ledger
+        # Told of every leg called NOT_SENT: continuous reconciliation watches it a while longer
+        # (a POST held in front of a matching engine can land even after the settle window).
+        self.on_not_sent: Callable[[LegRecord], None] | None = None
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -198,7 +201,9 @@ class LegRunner:
                 order = await client.get_order(client_id=leg.client_id)
             except OrderNotFound:
                 waited = time.time_ns() - leg.gave_up_ns
-                if waited >= settle_ns:
+                # A leg the venue acknowledged (it has an order id) exists, whatever a lagging
+                # read path says: it is never NOT_SENT, only looked for until the deadline.
+                if waited >= settle_ns and not leg.order_id:
                     leg.state = LegState.NOT_SENT
                     self.journal.update_leg(leg, "reconciled", {"state": "NOT_SENT",
                                                                 "settled_ms": waited // 1_000_000})
@@ -206,6 +211,8 @@ class LegRunner:
                                             "last request gave up")
                     log.info("leg %s: not at %s %.2f s after the last request gave up: NOT_SENT",
                              leg.client_id, leg.venue, waited / 1e9)
+                    if self.on_not_sent is not None:
+                        self.on_not_sent(leg)
                     return leg
                 # Ask again no later than the end of the settle window.
                 if not await self._pause(backoff, (settle_ns - waited) / 1e9, leg):
@@ -239,8 +246,8 @@ class LegRunner:
         order id if the venue gave one, else resolve it by client id. ``not_before_ns``: a
         request may have been in flight until then (our own death), so the settle window cannot
         start earlier."""
-        if leg.state in (LegState.PENDING, LegState.UNKNOWN):
-            leg.gave_up_ns = max(leg.gave_up_ns, not_before_ns)
+        # Whatever its state, a request for it may have been in flight when we died.
+        leg.gave_up_ns = max(leg.gave_up_ns, not_before_ns)
         if leg.order_id:
             client = self.clients[leg.venue]
             try:

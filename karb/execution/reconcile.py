@@ -18,6 +18,7 @@ Each sweep (every ``reconcile_interval_s``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -42,10 +43,51 @@ class SweepStats:
 
 
 class Reconciler:
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, watch_ms: int = 5000, watch_interval_ms: int = 200
+                 ) -> None:
         self.ex = executor
         self.stats = SweepStats()
         self.baseline: tuple[Totals, Totals] | None = None  # (venue totals, journal totals)
+        self.watch_ms = watch_ms
+        self.watch_interval_ms = watch_interval_ms
+        self.watching: set[asyncio.Task[None]] = set()
+        executor.legs.on_not_sent = self.watch
+
+    # -- late landings ----------------------------------------------------------------------------
+
+    def watch(self, leg: LegRecord) -> None:
+        """A leg was just called NOT_SENT: look it up by client id every ``watch_interval_ms``
+        for ``watch_ms`` more, so an order that lands even later is booked (and hedged) within
+        a fraction of a second instead of at the next sweep."""
+        if self.watch_ms <= 0:
+            return
+        task = asyncio.get_running_loop().create_task(self._watch(leg))
+        self.watching.add(task)
+        task.add_done_callback(self.watching.discard)
+
+    async def _watch(self, leg: LegRecord) -> None:
+        client = self.ex.clients[leg.venue]
+        until = time.monotonic() + self.watch_ms / 1000
+        while time.monotonic() < until:
+            await asyncio.sleep(self.watch_interval_ms / 1000)
+            try:
+                order = await client.get_order(client_id=leg.client_id)
+            except VenueError:
+                continue  # not found (the usual answer), or a passing fault: ask again
+            log.warning("leg %s landed at %s after it was called NOT_SENT", leg.client_id,
+                        leg.venue)
+            # Its intent may still be settling (hedging what the NOT_SENT left): book the late
+            # order once that settlement is over, so the two never act on one intent at once.
+            settled_by = time.monotonic() + self.ex.limits.leg_deadline_ms / 1000
+            while self._busy(leg.intent_id) and time.monotonic() < settled_by:
+                await asyncio.sleep(0.02)
+            await self._settle_found(order)
+            return
+
+    async def close(self) -> None:
+        for task in list(self.watching):
+            task.cancel()
+        await asyncio.gather(*self.watching, return_exceptions=True)
 
     async def sweep(self) -> None:
         self.stats.sweeps += 1
@@ -72,8 +114,7 @@ class Reconciler:
         intent_id, role = parsed
         if self._busy(intent_id):
             return  # its owner is following it
-        journal = self.ex.journal
-        leg = journal.leg(listed.client_id)
+        leg = self.ex.journal.leg(listed.client_id)
         if leg is not None and leg.final and leg.state not in EMPTY_LEG_STATES \
                 and _agrees(leg, listed):
             return
@@ -83,6 +124,24 @@ class Reconciler:
             order = await self.ex.clients[listed.venue].get_order(order_id=listed.order_id)
         except VenueError as exc:
             log.warning("reconciliation: %s %s not read (%s)", listed.venue, listed.client_id, exc)
+            return
+        await self._settle_found(order)
+
+    async def _settle_found(self, order: Order) -> None:
+        """Book an order found at its venue (read in full) on the journal and settle its intent
+        again, unless the journal already agrees or the intent's owner is on it."""
+        parsed = parse_client_id(order.client_id)
+        if parsed is None:
+            return
+        intent_id, role = parsed
+        if self._busy(intent_id):
+            return
+        journal = self.ex.journal
+        leg = journal.leg(order.client_id or "")
+        if leg is not None and leg.final and leg.state not in EMPTY_LEG_STATES \
+                and _agrees(leg, order):
+            return
+        if leg is not None and not leg.final:
             return
         if leg is not None and leg.state in EMPTY_LEG_STATES and order.executed_volume == 0 \
                 and order.state.final and order.complete:

@@ -149,3 +149,18 @@ def test_only_our_client_ids_are_parsed() -> None:
         assert parse_client_id(cid) == (intent_id, role)
     for other in (None, "", "by-hand-1", "i" + "z" * 20 + "-b", intent_id + "-x", intent_id + "-hx"):
         assert parse_client_id(other) is None
+
+
+async def test_a_leg_the_venue_acknowledged_is_never_not_sent_after_a_restart(tmp_path: Path) -> None:
+    # the venue's read path lags longer than the settle window (orders invisible 0.4 s)
+    kit = make_kit(tmp_path, invisible_s=0.4)
+    await kit.ex.refresh_balances()
+    accepted = kit.ex.accept(intent())
+    order = await kit.upbit.place_limit_order("KRW-ETH", "buy", 100_000.0, 0.1, ID + "-b", "ioc")
+    buy = accepted.legs[0]
+    buy.state, buy.order_id = LegState.SENT, order.order_id  # journaled SENT, then we died
+    kit.journal.update_leg(buy, "sent")
+    kit.ex.open.clear()  # a new incarnation owns nothing yet
+    await kit.ex.legs.recover(kit.journal.leg(ID + "-b"), deadline=10**9, not_before_ns=0)  # type: ignore[arg-type]
+    leg = kit.journal.leg(ID + "-b")
+    assert leg is not None and leg.state == LegState.DONE and leg.executed_volume == 0.1

@@ -38,6 +38,19 @@ async def test_an_order_landing_after_not_sent_is_booked_and_hedged_by_the_sweep
     assert kit.journal.intent_state(ID)[0] in ("DONE", "FAILED")
 
 
+async def test_an_order_landing_after_not_sent_is_caught_by_the_watch_without_a_sweep(
+        tmp_path: Path) -> None:
+    kit = make_kit(tmp_path)
+    reconciler = kit.reconciler  # watches every leg called NOT_SENT
+    kit.upbit.posts.append(Post("timeout_lands", land_after_s=0.4))
+    await trade(kit, intent())
+    assert kit.journal.leg(ID + "-b").state == LegState.NOT_SENT  # type: ignore[union-attr]
+    await eventually_async(lambda: kit.journal.leg(ID + "-b").state == LegState.DONE  # type: ignore[union-attr]
+                           and kit.net_coin() == 0, what="the late buy booked and hedged")
+    assert reconciler.stats.sweeps == 0 and reconciler.stats.corrected == 1
+    await reconciler.close()
+
+
 async def test_an_order_unknown_to_the_journal_is_ingested_and_hedged(tmp_path: Path) -> None:
     kit = make_kit(tmp_path)
     await kit.ex.refresh_balances()
