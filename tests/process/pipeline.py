@@ -82,8 +82,10 @@ def rows(sup: SupervisorProc, sql: str, *args: Any) -> list[sqlite3.Row]:
     db = journal(sup)
     try:
         return db.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:  # not created yet
-        return []
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # not created yet
+            return []
+        raise AssertionError(f"journal not readable now: {exc}") from None  # eventually retries
     finally:
         db.close()
 
@@ -92,11 +94,14 @@ def quiesce(sup: SupervisorProc) -> None:
     """Engage the kill switch (a KILL file) and wait until nothing is in flight."""
     from tests.support import eventually
     (sup.run_dir / "KILL").touch()
+    # Once execution reports the switch engaged, every intent it accepted before has its legs
+    # journaled (accept writes them before it answers): waiting on the journal is then enough.
+    eventually(lambda: sup.actors()["execution"]["extra"].get("kill_switch") == 1.0,
+               10, what="the kill switch seen by execution")
     eventually(lambda: not rows(sup, "SELECT 1 FROM intents WHERE state IN "
                                      "('ACCEPTED','RECONCILING')")
                and not rows(sup, "SELECT 1 FROM legs WHERE state IN ('PENDING','SENT','UNKNOWN')"), 20,
                what="nothing in flight")
-    time.sleep(0.2)  # an intent accepted just before the file was seen has its legs journaled
 
 
 def assert_money_agrees(sup: SupervisorProc, venues: Venues, start: dict[str, Any]) -> None:
