@@ -4,7 +4,6 @@ for the journal and the simulator's own records."""
 from __future__ import annotations
 
 import json
-import time
 import sqlite3
 import urllib.request
 from pathlib import Path
