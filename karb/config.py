@@ -29,10 +29,11 @@ class ConfigError(Exception):
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """Every section repeats ``frozen=True``: msgspec inherits it, but mypy's dataclass view
+    would otherwise call each subclass a mutable child of a frozen parent."""
 
 
-class SupervisorConfig(_Section):
+class SupervisorConfig(_Section, frozen=True):
     """How the supervisor watches and restarts its actors."""
 
     run_dir: str = "run/sim"
@@ -66,7 +67,7 @@ class SupervisorConfig(_Section):
             raise ValueError("status_port must be a TCP port (0-65535) or null")
 
 
-class BusConfig(_Section):
+class BusConfig(_Section, frozen=True):
     """Where publishers bind: ``ipc`` files in the run dir, or ``tcp`` ports on one host."""
 
     transport: Literal["ipc", "tcp"] = "ipc"
@@ -87,7 +88,7 @@ class BusConfig(_Section):
                              "the ports could trade); generate keys with python -m karb.curve DIR")
 
 
-class VenueConfig(_Section):
+class VenueConfig(_Section, frozen=True):
     """One exchange; keys are read from the environment variables named here."""
 
     name: VenueName
@@ -117,7 +118,7 @@ class VenueConfig(_Section):
             raise ValueError("api: legacy exists only for bithumb")
 
 
-class SimVenueConfig(_Section):
+class SimVenueConfig(_Section, frozen=True):
     """One simulated exchange: where it listens and what it charges."""
 
     host: str = "127.0.0.1"
@@ -130,7 +131,7 @@ class SimVenueConfig(_Section):
             raise ValueError("fee_rate must be a fraction such as 0.0005 (0.05 %)")
 
 
-class DislocationConfig(_Section):
+class DislocationConfig(_Section, frozen=True):
     """Random episodes in which one venue's prices move away from the other's."""
 
     rate_per_min: float = 2.0
@@ -138,7 +139,7 @@ class DislocationConfig(_Section):
     duration_ms: int = 3000
 
 
-class SimAccountConfig(_Section):
+class SimAccountConfig(_Section, frozen=True):
     """A simulated account. These keys are the simulator's own test data, not real secrets."""
 
     access_key: str
@@ -146,14 +147,14 @@ class SimAccountConfig(_Section):
     balances: dict[str, float] = {}
 
 
-class RateLimitConfig(_Section):
+class RateLimitConfig(_Section, frozen=True):
     enabled: bool = True
     # 429s within a second after which Upbit answers 418 and blocks; the block doubles each time.
     upbit_418_after: int = 20
     upbit_418_block_s: float = 5.0
 
 
-class SimConfig(_Section):
+class SimConfig(_Section, frozen=True):
     """The built-in exchange simulator (``python -m karb.sim`` or the ``sim`` actor)."""
 
     seed: int = 7
@@ -177,7 +178,7 @@ class SimConfig(_Section):
         _positive(self, "step_ms", "ws_idle_timeout_s")
 
 
-class ActorSpec(_Section):
+class ActorSpec(_Section, frozen=True):
     """One supervised actor: ``kind`` is a built-in name or ``package.module:Class``."""
 
     name: str
@@ -190,7 +191,7 @@ class ActorSpec(_Section):
             raise ValueError(f"actor name {self.name!r} must be lower-case words joined by dots")
 
 
-class Config(_Section, kw_only=True):
+class Config(_Section, frozen=True, kw_only=True):
     """The whole configuration tree."""
 
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)

@@ -52,8 +52,8 @@ class Strategy(Actor):
     async def on_start(self) -> None:
         cfg = self.config
         self.venues = [v.name for v in cfg.venues]
-        self.fees = {v.name: v.fee for v in cfg.venues}
-        self.vindex = {v: i for i, v in enumerate(self.venues)}
+        self.fees: dict[str, float] = {v.name: v.fee for v in cfg.venues}
+        self.vindex: dict[str, int] = {v: i for i, v in enumerate(self.venues)}
         self.mindex = {m: i for i, m in enumerate(cfg.markets)}
         self.table = TopOfBookTable.attach(segment_path(cfg.run_dir), len(cfg.venues), len(cfg.markets))
         self.depth: dict[tuple[str, str], DepthUpdate] = {}

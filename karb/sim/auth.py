@@ -58,7 +58,7 @@ def hash_source_from_query(raw_query: str) -> str:
 
 def hash_source_from_body(body: dict[str, Any]) -> str:
     """A JSON body as ``k=v&…`` in body order; arrays repeat ``k[]=v``."""
-    parts = []
+    parts: list[str] = []
     for key, value in body.items():
         if isinstance(value, list):
             parts.extend(f"{key}[]={_scalar(v)}" for v in value)

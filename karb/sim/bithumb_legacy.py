@@ -43,8 +43,8 @@ def _ticker_data(state: VenueState, market: str) -> dict[str, Any]:
             "date": str(state.now_ms())}
 
 
-def _book_side(levels: list[list[float]], count: int) -> list[dict[str, str]]:
-    return [{"price": num(p), "quantity": num(q)} for p, q in levels[:count]]  # type: ignore[misc]
+def _book_side(levels: list[list[float]], count: int) -> list[dict[str, str | None]]:
+    return [{"price": num(p), "quantity": num(q)} for p, q in levels[:count]]
 
 
 def add_routes(app: web.Application, state: VenueState) -> None:
@@ -216,7 +216,7 @@ def _levels(book: Book | None) -> dict[tuple[str, float], float]:
     return out
 
 
-def depth_delta(state: VenueState, market: str) -> list[dict[str, str]]:
+def depth_delta(state: VenueState, market: str) -> list[dict[str, str | None]]:
     """Levels that changed in the last model step (absolute quantity, "0" = gone): the same for
     every subscriber, computed once per step and market."""
     memo = state.memo.setdefault("pubwss_depth", {})
@@ -287,7 +287,7 @@ async def serve_pubwss(request: web.Request, state: VenueState) -> web.StreamRes
         while True:
             try:
                 msg = await ws.receive(timeout=state.sim.ws_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)

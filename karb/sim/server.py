@@ -52,8 +52,11 @@ class SimServer:
                                 {cur: Balance(free=amount) for cur, amount in a.balances.items()})
                         for a in account_cfgs]
             state_ref: list[VenueState] = []
-            exchange = Exchange(venue, self.model, vcfg.fee_rate, vcfg.min_total_krw, accounts,
-                                lambda ref=state_ref: ref[0].now_ns())
+
+            def clock(ref: list[VenueState] = state_ref) -> int:  # this venue's, not the last one's
+                return ref[0].now_ns()
+
+            exchange = Exchange(venue, self.model, vcfg.fee_rate, vcfg.min_total_krw, accounts, clock)
             state = VenueState(venue, vcfg, self.sim, self.model, exchange)
             state_ref.append(state)
             self.venues[venue] = state

@@ -107,7 +107,7 @@ class Session:
             pass
         try:
             await asyncio.wait_for(writer, 1.0)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except (TimeoutError, ConnectionError, RuntimeError):
             writer.cancel()
         await self.ws.close()
 
@@ -129,7 +129,8 @@ def error_frame(name: str, message: str) -> str:
     return json.dumps({"error": {"name": name, "message": message}})
 
 
-def parse_request(text: str, family: str, private: bool) -> tuple[dict[str, list[tuple[str, int]]], set[str], set[str], str, int]:
+def parse_request(text: str, family: str, private: bool
+                  ) -> tuple[dict[str, list[tuple[str, int]]], set[str], set[str], str, int]:
     """(subs, snapshot-only types, realtime-only types, format, level) or VenueError(name)."""
     try:
         items = json.loads(text)
@@ -361,7 +362,7 @@ async def serve(request: web.Request, state: VenueState, family: str, private: b
         while True:
             try:
                 msg = await ws.receive(timeout=state.sim.ws_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break  # idle: the venues close such connections
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)

@@ -23,7 +23,6 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 import psutil
-import uvloop
 import zmq
 
 from karb import bus, topics
@@ -254,6 +253,7 @@ class Supervisor:
             child.exited.set()
             self._after_failure(child, "failed to start")
             return
+        assert proc.pid is not None  # started
         child.process, child.pid = proc, proc.pid
         child.ps = _ps(proc.pid)
         assert self._loop is not None

@@ -16,7 +16,7 @@ DEADLINE = 5.0
 
 
 async def frames(ws: aiohttp.ClientWebSocketResponse, n: int, binary: bool = True) -> list[Any]:
-    out = []
+    out: list[Any] = []
     deadline = time.monotonic() + DEADLINE
     while len(out) < n:
         msg = await ws.receive(timeout=max(deadline - time.monotonic(), 0.01))

@@ -31,7 +31,7 @@ def pipeline_config(workdir: Path, markets: list[str], strategy: dict[str, Any] 
              "max_notional_krw": 1_000_000, "max_move_bps": 200, **(strategy or {})}
     exe = {"mode": "live", "max_notional_krw": 1_000_000, "leg_timeout_ms": 3000,
            **(execution or {})}
-    actors = [{"name": "sim", "kind": "sim"},
+    actors: list[dict[str, Any]] = [{"name": "sim", "kind": "sim"},
               {"name": "feed.upbit", "kind": "feed", "params": {"venue": "upbit"}},
               {"name": "feed.bithumb", "kind": "feed", "params": {"venue": "bithumb"}},
               {"name": "book", "kind": "book", "params": {"stale_after_ms": 1500}},

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,7 +85,7 @@ def test_start_stop_cycles_leave_no_traceback_and_no_process(workdir: Path) -> N
 
 def test_actor_raising_in_on_message_is_not_deaf_but_dies_and_is_replaced(
         workdir: Path) -> None:
-    actors = [{"name": "source", "kind": "probe_source", "params": {"interval_us": 20_000}},
+    actors: list[dict[str, Any]] = [{"name": "source", "kind": "probe_source", "params": {"interval_us": 20_000}},
               {"name": "fragile", "kind": "tests.process.actors:RaisesOnMessage",
                "params": {"source": "source", "at": 5}}]
     with SupervisorProc(write_config(workdir, actors)) as sup:
@@ -102,7 +103,7 @@ def test_actor_raising_in_on_message_is_not_deaf_but_dies_and_is_replaced(
 
 
 def test_run_dir_and_everything_in_it_is_private(workdir: Path) -> None:
-    actors = [{"name": "source", "kind": "probe_source"},
+    actors: list[dict[str, Any]] = [{"name": "source", "kind": "probe_source"},
               {"name": "sink", "kind": "probe_sink", "params": {"source": "source"}}]
     with SupervisorProc(write_config(workdir, actors)) as sup:
         sup.wait_running()
