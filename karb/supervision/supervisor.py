@@ -20,7 +20,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 import zmq
@@ -44,6 +44,14 @@ CHECK_INTERVAL_S = 0.02
 STATS_INTERVAL_S = 1.0
 
 
+# DOWN: not running (before the first start, or waiting out a restart back-off) · STARTING:
+# spawned, no RUNNING heartbeat yet · RUNNING · HUNG: SIGKILLed for a missed heartbeat (or no
+# RUNNING in time after a restart), its exit not seen yet; restarted once it is · STOPPING: asked
+# to stop · EXITED: ended and not to be restarted (a stop, or a clean exit of a transient or
+# temporary actor) · FAILED: ended abnormally and its restart type says not to restart.
+ChildState = Literal["DOWN", "STARTING", "RUNNING", "HUNG", "STOPPING", "EXITED", "FAILED"]
+
+
 @dataclass
 class Child:
     spec: ActorSpec
@@ -51,7 +59,7 @@ class Child:
     incarnation: int = 0
     process: BaseProcess | None = None
     pid: int | None = None
-    state: str = "DOWN"  # DOWN, STARTING, RUNNING, STOPPING, EXITED, FAILED
+    state: ChildState = "DOWN"
     restarts: int = 0
     spawned_at: float = 0.0
     last_heartbeat_at: float = 0.0

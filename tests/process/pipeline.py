@@ -4,7 +4,6 @@ for the journal and the simulator's own records."""
 from __future__ import annotations
 
 import json
-import time
 import sqlite3
 import urllib.request
 from pathlib import Path
@@ -88,14 +87,19 @@ def rows(sup: SupervisorProc, sql: str, *args: Any) -> list[sqlite3.Row]:
         db.close()
 
 
-def quiesce(sup: SupervisorProc) -> None:
+def quiesce(sup: SupervisorProc, executor: str = "execution") -> None:
     """Engage the kill switch (a KILL file) and wait until nothing is in flight."""
     from tests.support import eventually
     (sup.run_dir / "KILL").touch()
+    # Execution looks at the file at most every 100 ms: once its heartbeat says it saw it, no
+    # intent is accepted any more, and every one accepted before is in the journal (an intent
+    # and its legs are written before the ack).
+    eventually(lambda: sup.actors()[executor]["extra"].get("kill_switch") == 1.0
+               and sup.actors()[executor]["state"] == "RUNNING", 20,
+               what="the kill switch seen by execution")
     eventually(lambda: not rows(sup, "SELECT 1 FROM intents WHERE state='ACCEPTED'")
                and not rows(sup, "SELECT 1 FROM legs WHERE state IN ('PENDING','SENT')"), 20,
                what="nothing in flight")
-    time.sleep(0.2)  # an intent accepted just before the file was seen has its legs journaled
 
 
 def assert_money_agrees(sup: SupervisorProc, venues: Venues, start: dict[str, Any]) -> None:
