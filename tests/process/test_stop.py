@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +119,12 @@ def test_run_dir_and_everything_in_it_is_private(workdir: Path) -> None:
         assert len(files) == 4 + 4
         for path in files:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        # the status server: loopback only, and read-only
+        url = json.loads((run / "supervisor.json").read_text())["status_url"]
+        assert url.startswith("http://127.0.0.1:")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="POST"), timeout=5)
+        assert refused.value.code == 405
 
 
 @pytest.mark.parametrize("why", ["world-writable", "foreign"])
@@ -125,10 +134,13 @@ def test_unsafe_run_dir_is_refused_in_one_line(workdir: Path, why: str) -> None:
         run.mkdir(mode=0o700)
         os.chmod(run, 0o777)
         expected = "is group- or world-writable (mode 0777): run chmod 700"
+    elif os.getuid() == 0:  # root can hand a dir to another user
+        run = workdir / "run"
+        run.mkdir(mode=0o700)
+        os.chown(run, 65534, 65534)
+        expected = "belongs to uid 65534, not to you (uid 0)"
     else:
-        run = Path("/")  # owned by root: foreign unless the tests run as root
-        if os.getuid() == 0:
-            pytest.skip("running as root: / is ours")
+        run = Path("/")  # root's
         expected = "belongs to uid 0"
     config = idle_config(workdir, supervisor={"run_dir": str(run)})
     result = subprocess.run([sys.executable, "supervisor.py", str(config)], cwd=REPO,
