@@ -105,6 +105,20 @@ def test_actor_raising_in_on_message_is_not_deaf_but_dies_and_is_replaced(
         assert "Exception in callback" not in log
 
 
+def test_no_message_reaches_a_handler_once_on_stop_has_begun(workdir: Path) -> None:
+    actors: list[dict[str, Any]] = [
+        {"name": "source", "kind": "probe_source", "params": {"interval_us": 1000}},
+        {"name": "closer", "kind": "tests.process.actors:ClosesOnStop",
+         "params": {"source": "source"}}]
+    with SupervisorProc(write_config(workdir, actors)) as sup:
+        sup.wait_running()
+        eventually(lambda: sup.actors()["closer"]["msgs_in"] > 50, 10, what="messages flowing")
+        os.kill(sup.pid, signal.SIGTERM)
+        assert sup.wait_exit(20) == ExitCode.OK
+        log = sup.log()
+        assert "closer stopped (code 0)" in log and "Traceback" not in log, log
+
+
 def test_run_dir_and_everything_in_it_is_private(workdir: Path) -> None:
     actors: list[dict[str, Any]] = [{"name": "source", "kind": "probe_source"},
               {"name": "sink", "kind": "probe_sink", "params": {"source": "source"}}]
