@@ -1,13 +1,17 @@
 """The supervision tree: start actors in order, watch them, restart them, stop them in reverse.
 
-- Children are forked from a multiprocessing forkserver that preloaded every heavy module, so a
-  restart costs a fork, not an interpreter start.
+- Children are forked from a multiprocessing forkserver that preloaded the modules they need,
+  so a restart costs a fork, not an interpreter start (``forkserver.py``: it ignores SIGTERM and
+  SIGINT, and is reaped before the exit code is returned).
 - An exit is seen at once (the process sentinel is a file descriptor on the event loop); a hang
   is seen by missed heartbeats (``hb.<actor>`` older than ``heartbeat_timeout_ms``) and answered
   with SIGKILL, after which the exit path restarts it.
-- Restart type per child, exponential back-off with jitter, and an intensity limit: past it the
-  supervisor stops everything in order and exits with ``ExitCode.RESTART_INTENSITY``.
-- SIGTERM / SIGINT: stop in reverse order (SIGTERM, ``shutdown_timeout_ms``, SIGKILL), exit 0.
+- Restart type per child, exponential back-off with jitter, and an intensity limit per child
+  with a backstop over all (``restart.py``): past it the supervisor stops everything in order
+  and exits with ``ExitCode.RESTART_INTENSITY``, naming the child.
+- SIGTERM / SIGINT, to us alone or to the whole process group: from that moment an exit is a
+  stop, never a crash to restart; stop in reverse order (the ``stop`` command on each child's
+  control socket, ``shutdown_timeout_ms``, SIGKILL), exit 0. Children leave those signals to us.
 """
 
 from __future__ import annotations
