@@ -6,8 +6,8 @@ owns everything else: the publisher and subscriber sockets, the control REP sock
 ``stop``), the ``hb.<actor>`` heartbeat, signals, and the watch on the supervisor.
 
 Lifecycle: STARTING (sockets bound, ``on_start`` running) → RUNNING (first heartbeat says so:
-that is readiness) → STOPPING (a ``stop`` command, SIGTERM/SIGINT from the supervisor, or the
-supervisor's death) → subscriber detached → ``on_stop`` → exit 0. An exception anywhere,
+that is readiness) → STOPPING (the ``stop`` command, which is how the supervisor stops actors,
+or the supervisor's death) → subscriber detached → ``on_stop`` → exit 0. An exception anywhere,
 ``on_message`` included, ends the process non-zero with its traceback logged once; the
 supervisor decides what happens next.
 
@@ -44,6 +44,7 @@ from karb.config import Config
 from karb.exitcodes import ExitCode
 from karb.messages import (ActorState, ActorStatus, BusMessage, ControlReply, ControlRequest,
                            Heartbeat, Msg, decode, encode)
+
 
 class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pass
