@@ -23,7 +23,7 @@ from karb import bus, topics
 from karb.actors.base import Actor
 from karb.exchanges.ticks import floor_lot
 from karb.exchanges.types import Level
-from karb.messages import BusMessage, DepthUpdate, Intent, IntentAck, Position, Signal
+from karb.messages import BusMessage, Decision, DepthUpdate, Intent, IntentAck, Position, Signal
 from karb.shm import VALID, TopOfBookTable, segment_path
 from karb.trading.arb import MIN_ORDER_KRW, Caps, limit_prices, size_trade
 from karb.trading.risk import notional_cap
@@ -53,8 +53,8 @@ class Strategy(Actor):
     async def on_start(self) -> None:
         cfg = self.config
         self.venues = [v.name for v in cfg.venues]
-        self.fees = {v.name: v.fee for v in cfg.venues}
-        self.vindex = {v: i for i, v in enumerate(self.venues)}
+        self.fees: dict[str, float] = {v.name: v.fee for v in cfg.venues}
+        self.vindex: dict[str, int] = {v: i for i, v in enumerate(self.venues)}
         self.mindex = {m: i for i, m in enumerate(cfg.markets)}
         self.table = TopOfBookTable.attach(segment_path(cfg.run_dir), len(cfg.venues), len(cfg.markets))
         self.depth: dict[tuple[str, str], DepthUpdate] = {}
@@ -118,7 +118,8 @@ class Strategy(Actor):
         cap = self._notional_cap()
         if opp.volume * buy_limit > cap:  # execution checks it at the limit price
             opp = dataclasses.replace(opp, volume=floor_lot(cap / buy_limit))
-        decision = self._filter(market, buy_venue, sell_venue, opp.volume, buy_limit, sell_limit)
+        decision, about = self._filter(market, buy_venue, sell_venue, opp.volume, buy_limit,
+                                       sell_limit)
         intent_id = ""
         if decision == "sent":
             intent_id = "i" + uuid.uuid4().hex[:20]
@@ -130,12 +131,13 @@ class Strategy(Actor):
                 volume=opp.volume, buy_limit=buy_limit, sell_limit=sell_limit,
                 net_bps=opp.net_bps, recv_mono=recv_mono, ts_event=time.time_ns(),
                 ts_init=time.time_ns()))
-        self.decisions[decision] = self.decisions.get(decision, 0) + 1
+        counted = f"{decision}:{about}" if about else decision
+        self.decisions[counted] = self.decisions.get(counted, 0) + 1
         self.publish(topics.signal(market), Signal(
             market=market, buy_venue=buy_venue, sell_venue=sell_venue,
             best_ask=buy_book.asks[0][0], best_bid=sell_book.bids[0][0], gross_bps=opp.gross_bps,
             net_bps=opp.net_bps, volume=opp.volume, buy_limit=buy_limit, sell_limit=sell_limit,
-            expected_pnl_krw=opp.pnl_krw, decision=decision, intent_id=intent_id,
+            expected_pnl_krw=opp.pnl_krw, decision=decision, intent_id=intent_id, venue=about,
             ts_event=time.time_ns(), ts_init=time.time_ns()))
         if decision == "sent":
             self.log.info("signal %s buy %s sell %s net %.1f bps gross %.1f bps size %.8g "
@@ -165,26 +167,27 @@ class Strategy(Actor):
         return notional_cap(self.params.max_notional_krw, self.params.max_notional_btc, asks)
 
     def _filter(self, market: str, buy_venue: str, sell_venue: str, volume: float,
-                buy_limit: float, sell_limit: float) -> str:
+                buy_limit: float, sell_limit: float) -> tuple[Decision, str]:
+        """The decision, and the venue it is about (not_valid, stale) or ""."""
         p = self.params
         if volume * buy_limit < MIN_ORDER_KRW or volume * sell_limit < MIN_ORDER_KRW:
-            return "below_min_order"
+            return "below_min_order", ""
         for venue in (buy_venue, sell_venue):
             top = self.table.read(self.table.slot(self.vindex[venue], self.mindex[market]))
             if top is None or top.flags != VALID:
-                return f"not_valid:{venue}"
+                return "not_valid", venue
             if time.monotonic_ns() - top.recv_mono > p.stale_after_ms * 1_000_000:
-                return f"stale:{venue}"
+                return "stale", venue
         if self.position is not None and market in self.position.halted:
-            return "halted"
+            return "halted", ""
         now = time.monotonic_ns()
         if now < self.cooldown_until.get(market, 0):
-            return "cooldown"
+            return "cooldown", ""
         if len(self.in_flight) >= p.max_in_flight:
-            return "in_flight_cap"
+            return "in_flight_cap", ""
         if max(self._move_bps(buy_venue, market), self._move_bps(sell_venue, market)) > p.max_move_bps:
-            return "volatile"
-        return "sent"
+            return "volatile", ""
+        return "sent", ""
 
     def _note_mid(self, msg: DepthUpdate) -> None:
         if not msg.bids or not msg.asks:

@@ -55,7 +55,7 @@ def _ticker_data(state: VenueState, market: str) -> dict[str, Any]:
             "date": str(state.now_ms())}
 
 
-def _book_side(levels: list[list[float]], count: int) -> list[dict[str, str]]:
+def _book_side(levels: list[list[float]], count: int) -> list[dict[str, str | None]]:
     return [{"price": num(p), "quantity": num(q)} for p, q in levels[:count]]
 
 
@@ -272,7 +272,7 @@ def _levels(book: Book | None) -> dict[tuple[str, float], float]:
     return out
 
 
-def depth_delta(state: VenueState, market: str) -> list[dict[str, str]]:
+def depth_delta(state: VenueState, market: str) -> list[dict[str, str | None]]:
     """Levels that changed in the last model step (absolute quantity, "0" = gone): the same for
     every subscriber, computed once per step and market."""
     memo = state.memo.setdefault("pubwss_depth", {})

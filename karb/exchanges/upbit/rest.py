@@ -47,12 +47,12 @@ class UpbitClient(V1Client):
 
     async def get_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
         wire = await self._private("GET", "/v1/order", self._id_params(order_id, client_id), UpbitOrder)
-        return books.order_from_wire(VENUE, wire, wire.identifier)  # type: ignore[attr-defined]
+        return books.order_from_wire(VENUE, wire, wire.identifier)
 
     async def cancel_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
         wire = await self._private("DELETE", "/v1/order", self._id_params(order_id, client_id),
                                    UpbitOrder)
-        return books.order_from_wire(VENUE, wire, wire.identifier)  # type: ignore[attr-defined]
+        return books.order_from_wire(VENUE, wire, wire.identifier)
 
     async def open_orders(self, market: str | None = None) -> list[Order]:
         params: list[tuple[str, str]] = [("market", market)] if market else []
