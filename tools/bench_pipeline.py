@@ -24,7 +24,7 @@ from karb.messages import OrderEvent, TopOfBookUpdate
 
 REPO = Path(__file__).resolve().parent.parent
 
-from bench_runtime import percentile, stop, scratch_dir  # noqa: E402
+from bench_runtime import percentile, stop, scratch_dir
 
 
 def _free_port() -> int:

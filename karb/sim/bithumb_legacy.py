@@ -55,7 +55,7 @@ def _ticker_data(state: VenueState, market: str) -> dict[str, Any]:
             "date": str(state.now_ms())}
 
 
-def _book_side(levels: list[list[float]], count: int) -> list[dict[str, str | None]]:
+def _book_side(levels: list[list[float]], count: int) -> list[dict[str, str]]:
     return [{"price": num(p), "quantity": num(q)} for p, q in levels[:count]]
 
 
@@ -175,12 +175,12 @@ def add_routes(app: web.Application, state: VenueState) -> None:
             if wanted not in ("ALL", cur) and cur != "KRW":
                 continue
             c = cur.lower()
-            data.update({f"total_{c}": num(b.free + b.locked), f"in_use_{c}": num(b.locked),  # type: ignore[dict-item]
-                         f"available_{c}": num(b.free)})  # type: ignore[dict-item]
+            data.update({f"total_{c}": num(b.free + b.locked), f"in_use_{c}": num(b.locked),
+                         f"available_{c}": num(b.free)})
             if cur != "KRW":
                 market = f"KRW-{cur}"
                 if market in state.model.markets:
-                    data[f"xcoin_last_{c}"] = num(state.model.ticker(state.name, market).trade_price)  # type: ignore[assignment]
+                    data[f"xcoin_last_{c}"] = num(state.model.ticker(state.name, market).trade_price)
         return ok_json({"status": "0000", "data": data})
 
     async def place(account: Account, params: dict[str, str]) -> web.Response:
@@ -272,7 +272,7 @@ def _levels(book: Book | None) -> dict[tuple[str, float], float]:
     return out
 
 
-def depth_delta(state: VenueState, market: str) -> list[dict[str, str | None]]:
+def depth_delta(state: VenueState, market: str) -> list[dict[str, str]]:
     """Levels that changed in the last model step (absolute quantity, "0" = gone): the same for
     every subscriber, computed once per step and market."""
     memo = state.memo.setdefault("pubwss_depth", {})

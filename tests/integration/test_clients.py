@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from typing import Any
+
 import aiohttp
 import pytest
 
@@ -20,7 +22,7 @@ from karb.exchanges.errors import (AuthError, InsufficientFunds, InvalidOrder, O
 from karb.exchanges.types import OrderBook, OrderState
 from karb.exchanges.upbit.rest import UpbitClient
 from karb.exchanges.upbit.ws import UpbitBookProtocol
-from karb.exchanges.v1 import V1Client
+from karb.exchanges.v1api.client import V1Client
 from karb.exchanges.wsstream import BookProtocol, BookStream
 from karb.sim.server import Endpoint, SimServer
 from tests.integration.simkit import running_sim
@@ -38,7 +40,7 @@ async def until(check: Callable[[], object], timeout: float = 5.0, what: str = "
 
 
 @asynccontextmanager
-async def client_for(venue: str, **sim: object
+async def client_for(venue: str, **sim: Any
                      ) -> AsyncIterator[tuple[V1Client, SimServer, dict[str, Endpoint]]]:
     async with running_sim(**sim) as (server, ep):
         client = CLIENTS[venue](ep[venue].rest, CREDS)

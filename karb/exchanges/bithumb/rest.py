@@ -82,12 +82,12 @@ class BithumbClient(V1Client):
         params: list[tuple[str, str]] = [("market", market)] if market else []
         params.append(("state", "wait"))
         rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
-        return [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
+        return [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]
 
     async def recent_orders(self, market: str | None = None, limit: int = 100) -> list[Order]:
         params: list[tuple[str, str]] = [("market", market)] if market else []
         params += [("states[]", "done"), ("states[]", "cancel"), ("limit", str(min(limit, 100))),
                    ("order_by", "desc")]
         rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
-        done = [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
+        done = [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]
         return await self.open_orders(market) + done

@@ -58,12 +58,12 @@ class UpbitClient(V1Client):
         params: list[tuple[str, str]] = [("market", market)] if market else []
         params += [("states[]", "wait"), ("states[]", "watch")]
         rows = await self._private("GET", "/v1/orders/open", params, list[UpbitOrder])
-        return [books.order_from_wire(VENUE, r, r.identifier) for r in rows]  # type: ignore[attr-defined]
+        return [books.order_from_wire(VENUE, r, r.identifier) for r in rows]
 
     async def recent_orders(self, market: str | None = None, limit: int = 100) -> list[Order]:
         closed: list[tuple[str, str]] = [("market", market)] if market else []
         closed += [("states[]", "done"), ("states[]", "cancel"), ("limit", str(limit)),
                    ("order_by", "desc")]
         rows = await self._private("GET", "/v1/orders/closed", closed, list[UpbitOrder])
-        done = [books.order_from_wire(VENUE, r, r.identifier) for r in rows]  # type: ignore[attr-defined]
+        done = [books.order_from_wire(VENUE, r, r.identifier) for r in rows]
         return await self.open_orders(market) + done
