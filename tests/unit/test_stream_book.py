@@ -130,7 +130,7 @@ def test_the_book_is_bounded() -> None:
 # -- legs followed by the stream ------------------------------------------------------------------
 
 async def test_a_final_stream_update_journals_the_leg_without_a_rest_poll(tmp_path: Path) -> None:
-    kit, book = streamed_kit(tmp_path)
+    kit, _ = streamed_kit(tmp_path)
     await trade(kit, intent())
     buy = kit.journal.leg(ID + "-b")
     assert buy is not None and buy.state == LegState.DONE and buy.executed_volume == 0.1
