@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench_fill import bench_fill_known
 from bench_orders import bench_orders
 from bench_pipeline import bench_pipeline
 from bench_runtime import (bench_bus_hop, bench_hang, bench_raw_pyzmq, bench_restart,
@@ -28,7 +29,7 @@ from bench_venues import bench_parse, bench_sim_ws
 
 BENCHES: list[Callable[[], dict[str, float]]] = [
     bench_shm, bench_parse, bench_raw_pyzmq, bench_bus_hop, bench_restart, bench_hang, bench_sim_ws,
-    bench_orders, bench_private_stream, bench_pipeline]
+    bench_orders, bench_private_stream, bench_fill_known, bench_pipeline]
 
 
 def bench_pipeline_watched() -> dict[str, float]:

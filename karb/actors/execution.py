@@ -4,7 +4,9 @@ Start: open the journal, fetch balances, reconcile every leg the journal left op
 bind the intent socket and report RUNNING, so no intent is accepted before the past is settled.
 Intents arrive on a REP socket (answered after risk checks and the journal write, before the
 legs complete). While running, a reconciliation sweep every ``reconcile_interval_s`` compares
-the venues' orders and balances with the journal (karb.execution.reconcile).
+the venues' orders and balances with the journal (karb.execution.reconcile). In live mode one
+private WebSocket per venue (myOrder) is kept open: legs take their final state and fills from
+it, and poll REST only while it is down or silent (``private_stream``, ``stream_wait_ms``).
 
 Commands: ``kill`` / ``resume`` (a ``KILL`` file in the run dir works too); ``unhalt <market>``
 lifts a halt (halts survive restarts); ``ack-balances`` accepts a balance difference an operator
@@ -27,11 +29,13 @@ from karb.actors.base import Actor
 from karb.config import Config, ConfigError
 from karb.exchanges.client import VenueClient
 from karb.exchanges.credentials import resolve
+from karb.exchanges.private_stream import PrivateOrderStream
 from karb.exchanges.registry import make_client
 from karb.execution.executor import Executor
 from karb.execution.journal import Journal
 from karb.execution.reconcile import Reconciler
 from karb.execution.simulated import DryRunClient, PaperClient
+from karb.execution.stream_book import StreamBook
 from karb.execution.tops import ShmTops
 from karb.messages import BusMessage, DepthUpdate, Intent, IntentAck, decode, encode
 from karb.shm import TopOfBookTable, segment_path
@@ -62,6 +66,10 @@ class ExecutionParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     breaker_open_s: float = 30.0
     balance_refresh_s: float = 5.0
     journal_sync: Literal["normal", "full"] = "normal"
+    # live mode: follow legs by each venue's private WebSocket (myOrder), REST polling only
+    # while it is down or silent past stream_wait_ms (karb.execution.legs). Off: REST only.
+    private_stream: bool = True
+    stream_wait_ms: int = 250
     # paper mode: venue → currency → starting amount
     paper_balances: dict[str, dict[str, float]] = {}
 
@@ -103,11 +111,12 @@ class Execution(Actor):
                             settle_ms=p.settle_ms, leg_deadline_ms=p.leg_deadline_ms,
                             max_notional_btc=p.max_notional_btc, hedge_attempts=p.hedge_attempts,
                             hedge_retry_ms=p.hedge_retry_ms,
-                            balance_tolerance_krw=p.balance_tolerance_krw),
+                            balance_tolerance_krw=p.balance_tolerance_krw,
+                            stream_wait_ms=p.stream_wait_ms),
             {v.name: v.fee for v in cfg.venues}, self.publish,
             ShmTops(self.table, [v.name for v in cfg.venues], list(cfg.markets)),
             CircuitBreaker(p.breaker_failures, p.breaker_open_s),
-            KillSwitch(cfg.run_dir / "KILL"), list(cfg.markets))
+            KillSwitch(cfg.run_dir / "KILL"), list(cfg.markets), self._private_streams())
         self.reconciler = Reconciler(self.executor)
         self.running: set[asyncio.Task[None]] = set()
         await self.executor.refresh_balances()
@@ -123,12 +132,33 @@ class Execution(Actor):
             self.log.warning("%s stays halted (%s); 'unhalt %s' to trade it again", market,
                              reason, market)
         self.executor.publish_position()
+        for stream in self.streams:
+            # Reconnecting with back-off is the stream's own job; it runs until we stop.
+            self.spawn(stream.run(), name=f"private-{stream.venue}")
         self.spawn(self._serve_intents(), name="intents")
         self.spawn(self._refresh(), name="balances")
         self.spawn(self._summary(), name="summary")
         self.spawn(self._watch_kill_switch(), name="kill-switch")
         if p.mode == "live":
             self.spawn(self._reconcile(), name="reconcile")
+
+    def _private_streams(self) -> dict[str, StreamBook]:
+        """One private stream per venue in live mode (paper and dry runs send no orders).
+        Bithumb's legacy API has no private stream of its own: its legs are polled."""
+        self.streams: list[PrivateOrderStream] = []
+        books: dict[str, StreamBook] = {}
+        if self.params.mode != "live" or not self.params.private_stream:
+            return books
+        for venue in self.config.venues:
+            if venue.api == "legacy" or not venue.ws_url:
+                continue
+            book = books[venue.name] = StreamBook(venue.name)
+            stream = PrivateOrderStream(venue.name, venue.ws_url, resolve(self.config, venue),
+                                        book.on_update, markets=list(self.config.markets),
+                                        on_gap=book.on_gap)
+            book.connected = stream.connected  # followers poll REST while it is clear
+            self.streams.append(stream)
+        return books
 
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
         if isinstance(msg, DepthUpdate):
@@ -254,7 +284,8 @@ class Execution(Actor):
                 "stale_venues": float(len(ex.stale_venues)),
                 "intents_done": float(ex.ledger.intents_done), "halted": float(len(ex.halted)),
                 "breaker_open": float(ex.breaker.state != "CLOSED"),
-                "kill_switch": float(ex.kill.engaged())}
+                "kill_switch": float(ex.kill.engaged()),
+                "private_streams_up": float(sum(s.connected.is_set() for s in self.streams))}
 
     async def on_stop(self) -> None:
         await self.reconciler.close()

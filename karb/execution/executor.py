@@ -26,6 +26,7 @@ from karb.exchanges.errors import VenueError
 from karb.exchanges.ticks import floor_lot
 from karb.execution.journal import Journal
 from karb.execution.legs import LegRunner
+from karb.execution.stream_book import StreamBook
 from karb.execution.tops import Tops
 from karb.messages import Alert, Intent, IntentAck, Msg, Position
 from karb.trading.arb import MIN_ORDER_KRW
@@ -53,7 +54,8 @@ def coin_of(market: str) -> str:
 class Executor:
     def __init__(self, clients: dict[str, VenueClient], journal: Journal, limits: ExecutionLimits,
                  fees: dict[str, float], publish: Publish, tops: Tops,
-                 breaker: CircuitBreaker, kill: KillSwitch, markets: list[str]) -> None:
+                 breaker: CircuitBreaker, kill: KillSwitch, markets: list[str],
+                 streams: dict[str, StreamBook] | None = None) -> None:
         self.clients = clients
         self.markets = markets
         self.journal = journal
@@ -73,7 +75,8 @@ class Executor:
         self.settling: set[str] = set()  # intents whose settlement is running
         self.balance_hold = ""  # why new intents are refused until 'ack-balances'
         self.answers: dict[str, IntentAck] = {}
-        self.legs = LegRunner(clients, journal, limits, publish, self.ledger)
+        # ``streams``: each venue's private-stream book (live mode), which legs follow first.
+        self.legs = LegRunner(clients, journal, limits, publish, self.ledger, streams)
 
     # -- balances --------------------------------------------------------------------------------
 

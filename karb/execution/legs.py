@@ -29,6 +29,7 @@ from karb.exchanges.errors import (AlreadyFinal, AuthError, DuplicateClientId, I
                                    VenueError, VenueUnavailable)
 from karb.exchanges.types import Order, OrderState
 from karb.execution.journal import Journal
+from karb.execution.stream_book import StreamBook
 from karb.messages import FillEvent, Msg, OrderEvent
 from karb.retry import Backoff
 from karb.trading.ledger import Ledger
@@ -45,8 +46,12 @@ TRANSIENT = (VenueUnavailable, RateLimited)
 
 class LegRunner:
     def __init__(self, clients: dict[str, VenueClient], journal: Journal, limits: ExecutionLimits,
-                 publish: Publish, ledger: Ledger) -> None:
+                 publish: Publish, ledger: Ledger,
+                 streams: dict[str, StreamBook] | None = None) -> None:
         self.clients = clients
+        # Per venue, what its private stream said (live mode only): a faster source of final
+        # states than polling, never an owner — lookups by client id stay REST (resolve).
+        self.streams = streams or {}
         self.journal = journal
         self.limits = limits
         self.publish = publish
@@ -106,15 +111,40 @@ class LegRunner:
     # -- following --------------------------------------------------------------------------------
 
     async def follow(self, leg: LegRecord, order: Order, deadline: float) -> LegRecord:
-        """Poll an order until it is final (an IOC is at once); cancel what lingers past
-        ``leg_timeout_ms``. Returns the leg ``SENT`` (not final) if ``deadline`` passes first."""
+        """Follow an order until it is final (an IOC is at once); cancel what lingers past
+        ``leg_timeout_ms``. Returns the leg ``SENT`` (not final) if ``deadline`` passes first.
+
+        While the venue's private stream is connected, the stream comes first: the follower
+        waits up to ``stream_wait_ms`` for the order's final update (often already buffered:
+        an IOC is final before its POST is answered) and journals it when its fills add up;
+        else it reads the order by REST once and waits again. While the stream is down it polls
+        REST every ``poll_interval_ms`` as before. Either source ends in the same ``_apply``."""
         client = self.clients[leg.venue]
+        book = self.streams.get(leg.venue)
         cancel_at = time.monotonic() + self.limits.leg_timeout_ms / 1000
         cancelled = False
         backoff = Backoff(self.limits.poll_interval_ms / 1000, 1.0, deadline - time.monotonic())
         first = True
+        source = "rest"
         while not (order.state.final and order.complete):
-            if not first and not await backoff.sleep():
+            if book is not None and book.live:
+                update = await book.wait_final(order.order_id, leg.client_id,
+                                               min(self.limits.stream_wait_ms / 1000,
+                                                   max(deadline - time.monotonic(), 0.0)))
+                if update is not None:
+                    streamed = book.order(update.order_id)
+                    if streamed is not None:
+                        order, source = streamed, "stream"
+                        break
+                    # Final, but its fills do not add up to the venue's totals (a trade event
+                    # missed across a reconnect): read the order in full by REST, from now on.
+                    log.info("leg %s: stream's fills for %s do not add up; reading REST",
+                             leg.client_id, update.order_id)
+                    book = None
+                elif time.monotonic() >= deadline:
+                    self._overdue(leg, "not final")
+                    return leg
+            elif not first and not await backoff.sleep():
                 self._overdue(leg, "not final")
                 return leg
             first = False
@@ -127,7 +157,7 @@ class LegRunner:
                          leg.venue, exc.name)
             except VenueError as exc:
                 log.error("leg %s: unexpected answer from %s: %s", leg.client_id, leg.venue, exc)
-        self._apply(leg, order)
+        self._apply(leg, order, source)
         return leg
 
     async def _cancel(self, leg: LegRecord, client: VenueClient, order: Order) -> bool:
@@ -144,7 +174,7 @@ class LegRunner:
             log.error("leg %s: cancel refused by %s: %s", leg.client_id, leg.venue, exc)
         return True
 
-    def _apply(self, leg: LegRecord, order: Order) -> None:
+    def _apply(self, leg: LegRecord, order: Order, source: str = "rest") -> None:
         known = leg.executed_volume
         leg.order_id = order.order_id
         leg.executed_volume = order.executed_volume
@@ -153,7 +183,8 @@ class LegRunner:
         leg.state = LegState.DONE if order.state == OrderState.DONE else LegState.CANCELLED
         self.journal.update_leg(leg, "final", {"state": str(leg.state),
                                                "executed": leg.executed_volume,
-                                               "funds": leg.executed_funds, "fee": leg.fee})
+                                               "funds": leg.executed_funds, "fee": leg.fee,
+                                               "source": source})
         if order.executed_volume > known:
             self.ledger.fills += len(order.fills) or 1
             now = time.time_ns()

@@ -25,3 +25,7 @@ class ExecutionLimits:
     # Balance reconciliation: venue vs journal differences under this (KRW, coin valued at the
     # live price) are rounding; above it, new trading stops until acknowledged.
     balance_tolerance_krw: float = 100.0
+    # While a venue's private stream is connected, a follower waits this long for the order's
+    # final update before it reads the order by REST once (and then waits again): the stream
+    # is the fast path, REST the safety net for a stalled stream or a missed update.
+    stream_wait_ms: int = 250

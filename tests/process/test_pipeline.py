@@ -4,6 +4,7 @@ processes are killed at the worst moments."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -46,6 +47,12 @@ def test_a_dislocation_becomes_a_round_trip_with_pnl_matching_fills_and_fees(wor
         pnl = sum((leg["executed_funds"] - leg["fee"]) if leg["side"] == "sell"
                   else -(leg["executed_funds"] + leg["fee"]) for leg in legs)
         assert row["pnl_krw"] == pytest.approx(pnl) and pnl > 0
+        # Bithumb answers an order POST with less than an order: its leg's final state and
+        # fills came from the private stream (myOrder), not from polling
+        sell = next(leg for leg in legs if leg["role"] == "sell")
+        final = rows(sup, "SELECT detail FROM events WHERE kind='final' AND client_id=?",
+                     sell["client_id"])
+        assert json.loads(final[0]["detail"])["source"] == "stream"
         os.kill(sup.pid, signal.SIGTERM)
         assert sup.wait_exit(30) == 0
         log = sup.log()

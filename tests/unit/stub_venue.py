@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -48,6 +49,11 @@ class StubVenue(VenueClient):
     orders: dict[str, Order] = field(default_factory=dict)  # by client id
     visible_at: dict[str, float] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    # "accepted": a POST is answered as Bithumb's /v2/orders is (the order id, nothing more:
+    # complete=False), so the order must be followed. ``on_order``: told each order as it is
+    # created, before the POST is answered (a private stream's myOrder would be).
+    answer: Literal["full", "accepted"] = "full"
+    on_order: Callable[[Order], None] | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     # -- the scripted order path -------------------------------------------------------------------
@@ -73,7 +79,12 @@ class StubVenue(VenueClient):
             raise VenueUnavailable(self.venue, "TimeoutError", "scripted timeout")
         fill = {"fill": step.fill, "partial": step.fill if step.fill < 1 else 0.5,
                 "empty": 0.0, "open": 0.0}[step.action]
-        return self._create(client_id, market, side, px, vol, fill, step.action == "open")
+        order = self._create(client_id, market, side, px, vol, fill, step.action == "open")
+        if self.answer == "accepted":
+            return msgspec.structs.replace(order, state=OrderState.OPEN, executed_volume=0.0,
+                                           executed_funds=0.0, paid_fee=0.0, fills=[],
+                                           complete=False)
+        return order
 
     def _create(self, client_id: str, market: str, side: Side, price: float, volume: float,
                 fill: float, stay_open: bool) -> Order:
@@ -91,6 +102,8 @@ class StubVenue(VenueClient):
         self.orders[client_id] = order
         self.visible_at[client_id] = asyncio.get_running_loop().time() + self.invisible_s
         self._book(order, executed, funds)
+        if self.on_order is not None:
+            self.on_order(order)
         return order
 
     def _book(self, order: Order, volume: float, funds: float) -> None:
