@@ -83,6 +83,12 @@ def chaos_config(source: Path, workdir: Path, seed: int) -> Path:
         account = default_account(list(loaded.markets), dict(sim.get("prices") or {}))
         sim["accounts"] = [{"access_key": account.access_key, "secret_key": account.secret_key,
                             "balances": dict(account.balances)}]
+    for actor in data.get("actors", []):
+        if actor.get("kind") == "execution":
+            # Sweeps every 2 s rather than 5: the audit waits for two after the faults stop.
+            params = actor.setdefault("params", {}) or {}
+            params.setdefault("reconcile_interval_s", 2.0)
+            actor["params"] = params
     if data.get("bus", {}).get("transport") == "tcp":
         data["bus"]["tcp_base_port"] = free_ports(4 * len(data["actors"]) + 4)
     path = workdir / "chaos.yaml"
