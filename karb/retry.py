@@ -18,8 +18,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class DeadlinePassed(Exception):
-    """A retry loop reached its overall deadline without success."""
+def backoff_delay(first_s: float, max_s: float, attempt: int, jitter: float,
+                  rng: random.Random) -> float:
+    """The ``attempt``-th delay (0-based) of the schedule: ``first_s · 2^attempt`` capped at
+    ``max_s``, times a uniform factor in ``[1 − jitter, 1 + jitter]``."""
+    base = min(max_s, first_s * 2 ** min(attempt, 62))
+    return base * (1 + jitter * (2 * rng.random() - 1))
 
 
 class Backoff:
@@ -35,7 +39,6 @@ class Backoff:
         self.jitter = jitter
         self.clock = clock
         self._rng = rng or random.Random()
-        self._next = first_s
         self.attempts = 0
         self.deadline = None if deadline_s is None else clock() + deadline_s
 
@@ -49,13 +52,11 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The next pause (0 once the deadline is reached: the caller should stop)."""
+        delay = backoff_delay(self.first_s, self.max_s, self.attempts, self.jitter, self._rng)
         self.attempts += 1
-        delay = self._next * (1 + self.jitter * (2 * self._rng.random() - 1))
-        self._next = min(self._next * 2, self.max_s)
         return max(0.0, min(delay, self.left_s))
 
     def reset(self) -> None:
-        self._next = self.first_s
         self.attempts = 0
 
     async def sleep(self, at_least_s: float = 0.0) -> bool:

@@ -38,6 +38,7 @@ from karb.exchanges.bithumb import auth as bithumb_auth
 from karb.exchanges.credentials import Credentials
 from karb.exchanges.types import OrderState, Side
 from karb.exchanges.upbit import auth as upbit_auth
+from karb.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +235,9 @@ class PrivateOrderStream:
         return upbit_auth.authorization(self.credentials, None)
 
     def backoff_s(self, attempt: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * 2 ** attempt)
-        return base * self._rng.uniform(1.0, 1.5)
+        # ±20 % around 1.25× the schedule: never under backoff_initial_s (≥ 0.25 s)
+        return backoff_delay(self.backoff_initial_s * 1.25, self.backoff_max_s * 1.25, attempt, 0.2,
+                             self._rng)
 
     async def run(self) -> None:
         attempt = 0

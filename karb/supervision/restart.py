@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
+from karb.retry import backoff_delay
 from karb.config import RestartType, SupervisorConfig
 
 
@@ -57,5 +58,5 @@ class RestartPolicy:
         """Delay before the next start of ``child``: doubles with each recent restart of it,
         capped, with ±20 % jitter so that crashed siblings do not restart in lockstep."""
         n = len(self._per_child.get(child, ()))
-        base_ms = min(self._cfg.backoff_max_ms, self._cfg.backoff_initial_ms * 2 ** max(n - 1, 0))
-        return base_ms / 1000 * self._rng.uniform(0.8, 1.2)
+        return backoff_delay(self._cfg.backoff_initial_ms / 1000, self._cfg.backoff_max_ms / 1000,
+                             max(n - 1, 0), 0.2, self._rng)
