@@ -215,6 +215,9 @@ class Position(Msg, tag="pos"):
     fills: int
     halted: list[str] = []
     open_intents: list[str] = []
+    # coin → destination venue → amount withdrawn and not yet credited (the rebalancer's
+    # transfers): still ours, counted in inventory and PnL, spendable nowhere yet.
+    in_transit: dict[str, dict[str, float]] = {}
 
 
 class Alert(Msg, tag="alert"):

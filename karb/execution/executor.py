@@ -27,6 +27,7 @@ from karb.exchanges.ticks import floor_lot
 from karb.execution.journal import Journal
 from karb.execution.legs import LegRunner
 from karb.execution.stream_book import StreamBook
+from karb.execution.transfer_journal import in_transit
 from karb.execution.tops import Tops
 from karb.messages import Alert, Intent, IntentAck, Msg, Position
 from karb.trading.arb import MIN_ORDER_KRW
@@ -122,7 +123,7 @@ class Executor:
             balances=dict(balances), inventory=inventory, pnl_krw=dict(self.ledger.pnl_krw),
             pnl_total_krw=self.ledger.total, intents_done=self.ledger.intents_done,
             fills=self.ledger.fills, halted=sorted(self.halted), open_intents=sorted(self.open),
-            ts_event=now, ts_init=now))
+            in_transit=in_transit(self.journal.db), ts_event=now, ts_init=now))
 
     async def check_fees(self, market: str) -> list[str]:
         """Compare the configured taker fees with what each venue charges this account. The
