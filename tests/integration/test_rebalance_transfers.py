@@ -107,7 +107,7 @@ async def test_never_sent_is_called_not_sent_after_the_settle_window(tmp_path: P
                              f"sim-bithumb-XRP-{ACCESS}", "coin", TransferState.REQUESTED)
         mgr.journal.request(rec)
         await mgr.advance()
-        assert mgr.journal.get(rec.transfer_id).state == TransferState.REQUESTED  # type: ignore[union-attr]
+        assert mgr.journal.get(rec.transfer_id).state == TransferState.REQUESTED
         await advance_until(mgr, rec.transfer_id, TransferState.NOT_SENT)
         assert await mgr.clients["upbit"].withdrawals("XRP") == []
 
@@ -127,7 +127,7 @@ async def test_stuck_withdrawal_raises_one_alert(tmp_path: Path) -> None:
         for _ in range(3):
             await mgr.advance()
         assert [a[3] for a in alerts] == ["transfer_stuck"]
-        assert mgr.journal.get(rec.transfer_id).state != TransferState.CREDITED  # type: ignore[union-attr]
+        assert mgr.journal.get(rec.transfer_id).state != TransferState.CREDITED
 
 
 async def test_refused_transfer_is_failed_not_retried(tmp_path: Path) -> None:
