@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,10 @@ def test_skew_out_of_band_is_restored_by_a_transfer_hedged_and_killed_midway(wor
         eventually(lambda: not json.loads(control(sup, "rebalancer", "rebal").detail)
                    ["skew"]["XRP"]["out_of_band"], 10, what="XRP back in band")
         assert "transfers" in report and "counts" in report
+        tap = subprocess.run([sys.executable, "tools/tap.py", str(sup.config), "--rebal"],
+                             capture_output=True, text=True, timeout=20,
+                             cwd=Path(__file__).resolve().parents[2])
+        assert tap.returncode == 0 and "rebal XRP" in tap.stdout and "credited=" in tap.stdout, tap
         quiesce(sup)
         # three ways: the venues' fills and withdrawals explain their balances (the journal's
         # legs are checked against the orders by assert_money_agrees, its transfers here)
