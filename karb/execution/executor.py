@@ -264,6 +264,15 @@ class Executor:
             self.journal.reopen_intent(intent_id, f"unresolved: {names}")
             self.breaker.record(success=False)
             return
+        if legs and all(leg.role == "algo" for leg in legs):
+            # An execution algorithm's children (karb.execution.algos) are one-sided on purpose:
+            # nothing to hedge, no arbitrage PnL; the algo's runner (or this, after a crash)
+            # closes its intent once every child is final.
+            filled = sum(leg.executed_volume for leg in legs)
+            self.journal.finish_intent(intent_id, "DONE", 0.0, f"algo: {filled:.8g} filled")
+            await self.refresh_balances()
+            self.publish_position()
+            return
         failed = any(leg.role != "hedge" and leg.state in EMPTY_LEG_STATES for leg in legs)
         legs = await self._flatten(intent_id, market, legs)
         if any(not leg.final for leg in legs):

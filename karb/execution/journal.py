@@ -83,6 +83,20 @@ class Journal:
                 self._insert_leg(leg, now)
             self._event(intent.intent_id, "", "accepted", {"net_bps": intent.net_bps}, now)
 
+    def open_algo(self, algo_id: str, algo: str, venue: str, market: str, side: str,
+                  volume: float, limit_price: float) -> None:
+        """An execution algorithm's order (karb.execution.algos): an intent row of its own, so
+        its children (legs ``<algo_id>-aN``) are journaled, reconciled and recovered as legs."""
+        now = time.time_ns()
+        buy, sell = (venue, "") if side == "buy" else ("", venue)
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (algo_id, market, buy, sell, volume, limit_price if buy else 0.0,
+                 limit_price if sell else 0.0, "ACCEPTED", f"algo {algo}", 0.0, now, now))
+            self._event(algo_id, "", "algo_started", {"algo": algo, "side": side}, now)
+
     def reject_intent(self, intent: Any, reason: str) -> None:
         now = time.time_ns()
         self.db.execute(
