@@ -101,6 +101,17 @@ def test_skew_out_of_band_is_restored_by_a_transfer_hedged_and_killed_midway(wor
                              capture_output=True, text=True, timeout=20,
                              cwd=Path(__file__).resolve().parents[2])
         assert tap.returncode == 0 and "rebal XRP" in tap.stdout and "credited=" in tap.stdout, tap
+        # an execution algorithm's children go through the same journal and legs
+        reply = control(sup, "execution", "algo auto upbit KRW-XRP buy 10 3300 2 0.5")
+        assert reply.ok and reply.detail.startswith("algo i"), reply
+        algo_id = reply.detail.split()[1]
+        eventually(lambda: rows(sup, "SELECT 1 FROM intents WHERE intent_id=? AND state='DONE'",
+                                algo_id), 15, what="the algorithm finished")
+        children = rows(sup, "SELECT * FROM legs WHERE intent_id=?", algo_id)
+        assert children and all(c["role"] == "algo" and c["client_id"].startswith(algo_id + "-a")
+                                for c in children)
+        assert sum(c["executed_volume"] for c in children) > 0
+        assert "quality" in json.loads(control(sup, "execution", "algos").detail)
         quiesce(sup)
         # three ways: the venues' fills and withdrawals explain their balances (the journal's
         # legs are checked against the orders by assert_money_agrees, its transfers here)
@@ -112,7 +123,8 @@ def test_skew_out_of_band_is_restored_by_a_transfer_hedged_and_killed_midway(wor
             moved = _add(moved, dst, t["amount"])
             fees += t["fee"]
         assert_money_agrees(sup, venues, moved)
-        assert abs(xrp_total(venues) - (2 * XRP0 - fees)) < 1e-6
+        bought = sum(c["executed_volume"] for c in children)
+        assert abs(xrp_total(venues) - (2 * XRP0 - fees + bought)) < 1e-6
         assert "balances disagree" not in sup.log()
 
         # a stuck withdrawal raises an alert
