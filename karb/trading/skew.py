@@ -152,3 +152,19 @@ def transfer_amount(coin: Skew, fee: float, minimum: float, free_at_heavy: float
     if amount < minimum or amount <= 0:
         return 0.0
     return amount
+
+
+def market_edges(cfg: RebalanceConfig, market: str, base_bps: float,
+                 balances: dict[str, dict[str, float]],
+                 in_transit: dict[str, dict[str, float]] | None = None,
+                 venues: list[str] | None = None) -> dict[tuple[str, str], EdgeAdjustment]:
+    """The strategy's hook: every direction (buy venue, sell venue) of ``market`` with its
+    skew-aware threshold, from ``pos.balances`` (venue → currency → free after reservations)
+    and ``pos.in_transit`` (coin → destination venue → amount)."""
+    venues = venues or sorted(balances)
+    coin = market.split("-", 1)[1]
+    transit = (in_transit or {}).get(coin)
+    c = coin_skew(cfg, coin, usable({v: balances.get(v, {}).get(coin, 0.0) for v in venues},
+                                    in_transit=transit), venues)
+    k = krw_skew(cfg, {v: balances.get(v, {}).get("KRW", 0.0) for v in venues}, venues)
+    return {(b, s): edge(cfg, base_bps, c, k, b, s) for b in venues for s in venues if b != s}

@@ -94,3 +94,13 @@ def test_config_rejects_bad_values() -> None:
         msgspec.convert({"budget_bps": -500}, RebalanceConfig)
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"bogus": 1}, RebalanceConfig)
+
+
+def test_market_edges_is_the_strategys_one_call_from_pos() -> None:
+    balances = {"upbit": {"KRW": 65.0, "BTC": 0.35}, "bithumb": {"KRW": 35.0, "BTC": 0.65}}
+    edges = skew.market_edges(CFG, "KRW-BTC", 10.0, balances, venues=V)
+    assert edges[("bithumb", "upbit")].rule == "worsens"
+    assert edges[("upbit", "bithumb")].rule == "restores"
+    # coin in transit to upbit already restores the coin side: milder on both
+    moving = skew.market_edges(CFG, "KRW-BTC", 10.0, balances, {"BTC": {"upbit": 0.3}}, V)
+    assert moving[("bithumb", "upbit")].threshold_bps < edges[("bithumb", "upbit")].threshold_bps
