@@ -134,7 +134,8 @@ class Execution(Actor):
         self.mstate: dict[str, str] = {}
         self.tops = ShmTops(self.table, [v.name for v in cfg.venues], list(cfg.markets))
         self.algos = AlgoRunner(self.executor.legs, self.journal, self._view,
-                                child_deadline_s=p.leg_deadline_ms / 1000)
+                                child_deadline_s=p.leg_deadline_ms / 1000,
+                                busy=self.executor.settling)
         self.optimizer = AlgoOptimizer()
         await self.executor.refresh_balances()
         if p.mode != "paper" and cfg.markets:

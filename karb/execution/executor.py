@@ -264,7 +264,8 @@ class Executor:
             self.journal.reopen_intent(intent_id, f"unresolved: {names}")
             self.breaker.record(success=False)
             return
-        if legs and all(leg.role == "algo" for leg in legs):
+        if (all(leg.role == "algo" for leg in legs) if legs
+                else self.journal.intent_row(intent_id).get("reason", "").startswith("algo ")):
             # An execution algorithm's children (karb.execution.algos) are one-sided on purpose:
             # nothing to hedge, no arbitrage PnL; the algo's runner (or this, after a crash)
             # closes its intent once every child is final.

@@ -158,3 +158,28 @@ async def test_reconciliation_settles_an_algo_intent_without_hedging(tmp_path: P
     assert kit.journal.intent_state(algo_id)[0] == "DONE"  # type: ignore[index]
     assert kit.net_coin() == pytest.approx(0.3)
     assert len(kit.bithumb.orders) == 0 and len(kit.upbit.orders) == 1  # nothing hedged
+
+
+async def test_an_algo_killed_before_its_first_child_is_closed_after_restart(tmp_path: Path) -> None:
+    kit = make_kit(tmp_path)
+    algo_id = "i" + "9" * 20
+    kit.journal.open_algo(algo_id, "twap", "upbit", MARKET, "buy", 0.3, 100_100.0)
+    await kit.ex.recover_open()
+    assert kit.journal.intent_state(algo_id)[0] == "DONE"  # type: ignore[index]
+    assert kit.upbit.orders == {} and kit.bithumb.orders == {}
+
+
+async def test_a_running_algo_is_not_settled_by_the_sweep_between_children(tmp_path: Path) -> None:
+    kit = make_kit(tmp_path)
+    runner = AlgoRunner(kit.ex.legs, kit.journal, lambda v, m: VIEW, child_deadline_s=1.5,
+                        busy=kit.ex.settling)
+    order = AlgoOrder("upbit", MARKET, "buy", 0.2, 100_100.0, horizon_s=0.4, slice_s=0.2)
+    import asyncio
+    task = asyncio.create_task(runner.run(make_algo("twap"), order, "i" + "8" * 20))
+    await asyncio.sleep(0.1)  # between the two slices
+    assert "i" + "8" * 20 in kit.ex.settling
+    await kit.reconciler.sweep()
+    assert kit.journal.intent_state("i" + "8" * 20)[0] == "ACCEPTED"  # type: ignore[index]
+    result = await task
+    assert result.children == 2 and kit.journal.intent_state("i" + "8" * 20)[0] == "DONE"  # type: ignore[index]
+    assert "i" + "8" * 20 not in kit.ex.settling

@@ -66,8 +66,12 @@ def new_algo_id() -> str:
 
 class AlgoRunner:
     def __init__(self, legs: LegRunner, journal: Journal, view: View,
-                 clock: Clock | None = None, child_deadline_s: float = 15.0) -> None:
+                 clock: Clock | None = None, child_deadline_s: float = 15.0,
+                 busy: set[str] | None = None) -> None:
         self.legs = legs
+        # The executor's set of intents someone is settling: a running algo is in it, so the
+        # reconciliation sweep neither settles its intent between children nor checks balances.
+        self.busy = busy if busy is not None else set()
         self.journal = journal
         self.view = view
         self.clock = clock or LiveClock()
@@ -84,6 +88,7 @@ class AlgoRunner:
         self.journal.open_algo(algo_id, algo.name, order.venue, order.market, order.side,
                                order.volume, order.limit_price)
         self.progress[algo_id] = (algo.name, order, p)
+        self.busy.add(algo_id)
         complete = True
         try:
             while p.children < MAX_CHILDREN:
@@ -107,11 +112,12 @@ class AlgoRunner:
                     log.warning("algo %s: child %s open at its deadline; reconciliation owns it",
                                 algo_id, leg.client_id)
                     break
+            if complete:
+                self.journal.finish_intent(algo_id, "DONE", 0.0,
+                                           f"algo {algo.name}: {p.filled:.8g}/{order.volume:.8g}")
         finally:
             self.progress.pop(algo_id, None)
-        if complete:
-            self.journal.finish_intent(algo_id, "DONE", 0.0,
-                                       f"algo {algo.name}: {p.filled:.8g}/{order.volume:.8g}")
+            self.busy.discard(algo_id)
         result = AlgoResult(algo_id, algo.name, arrival.state if arrival else "normal",
                             order.volume, p.filled, p.avg_price, p.arrival_mid, p.fee,
                             p.children, self._now() - p.started_s, complete, order.side)
