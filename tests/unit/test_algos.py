@@ -183,3 +183,28 @@ async def test_a_running_algo_is_not_settled_by_the_sweep_between_children(tmp_p
     result = await task
     assert result.children == 2 and kit.journal.intent_state("i" + "8" * 20)[0] == "DONE"  # type: ignore[index]
     assert "i" + "8" * 20 not in kit.ex.settling
+
+
+async def test_execution_dying_mid_algorithm_sends_nothing_twice(tmp_path: Path) -> None:
+    import asyncio
+    kit = make_kit(tmp_path)
+    algo_id = "i" + "7" * 20
+    runner = AlgoRunner(kit.ex.legs, kit.journal, lambda v, m: VIEW, child_deadline_s=5.0,
+                        busy=kit.ex.settling)
+    kit.upbit.posts.append(Post("timeout_lands", land_after_s=0.3))  # the answer is lost
+    order = AlgoOrder("upbit", MARKET, "buy", 0.2, 100_100.0, horizon_s=10, slice_s=5)
+    task = asyncio.create_task(runner.run(make_algo("twap"), order, algo_id))
+    for _ in range(100):  # until the first child is journaled UNKNOWN
+        legs = kit.journal.legs(algo_id)
+        if legs and legs[0].state == "UNKNOWN":
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()  # the process dies: nothing of the runner goes on
+    await asyncio.gather(task, return_exceptions=True)
+    kit.ex.settling.discard(algo_id)  # a new incarnation starts with nothing settling
+    await asyncio.sleep(0.4)  # the lost order lands at the venue meanwhile
+    await kit.ex.recover_open()  # the restart: journal replay, lookup by client id
+    assert kit.upbit.calls.count(f"post {algo_id}-a1") == 1
+    assert kit.journal.legs(algo_id)[0].executed_volume > 0
+    assert kit.journal.intent_state(algo_id)[0] == "DONE"  # type: ignore[index]
+    assert kit.bithumb.orders == {}  # one-sided on purpose: nothing hedged
