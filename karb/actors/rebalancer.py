@@ -10,7 +10,9 @@ from its heavy venue to its light one, the amount chosen to bring the light one 
 KRW cannot move between the venues quickly: a KRW skew held ``out_of_band_s`` is fixed (when
 ``krw_trade_krw`` > 0) by one intent to execution that buys coin on the KRW-heavy venue and
 sells it on the other *at the same time* (the position never stands open), when that costs at
-most ``krw_max_cost_bps``; the coin it moved is then transferred back (purpose ``krw``).
+most ``krw_max_cost_bps``; once that intent is done, the coin it bought is transferred back
+to the venue it was sold on (purpose ``krw``). The pending send-back is held in memory: after a
+restart in between, the coin's own skew moves it instead. Off by default (krw_trade_krw: 0).
 
 ``out_of_band_s`` should exceed execution's ``balance_refresh_s`` (``pos`` is that old at
 most): a skew is judged on balances that already show the last transfer's credit.
@@ -35,7 +37,7 @@ from karb.actors.base import Actor
 from karb.config import Config, ConfigError
 from karb.exchanges.credentials import resolve
 from karb.exchanges.transfers import TransferClient
-from karb.execution.rebalance import TransferManager
+from karb.execution.rebalance import TransferManager, floor_amount
 from karb.execution.transfer_journal import TransferJournal
 from karb.messages import Alert, BusMessage, Intent, IntentAck, Position
 from karb.shm import VALID, TopOfBookTable, segment_path
@@ -84,6 +86,8 @@ class Rebalancer(Actor):
         self.skews: dict[str, skew.Skew] = {}
         self.last_note: dict[str, str] = {}  # currency → why nothing was done
         self.krw_intents = 0
+        # KRW intents accepted whose coin is still to be sent back: intent id → (coin, from, to)
+        self.krw_pending: dict[str, tuple[str, str, str]] = {}
         self.fees: dict[str, float] = {v.name: v.fee for v in cfg.venues}
         self.table = TopOfBookTable.attach(segment_path(cfg.run_dir), len(cfg.venues),
                                            len(cfg.markets))
@@ -127,6 +131,7 @@ class Rebalancer(Actor):
         return out
 
     async def check_once(self) -> None:
+        await self._krw_transfers()
         self.skews = self.compute()
         now = time.monotonic()
         wait = self.config.rebalance.out_of_band_s
@@ -186,11 +191,35 @@ class Rebalancer(Actor):
             return
         ok = isinstance(ack, IntentAck) and ack.accepted
         self.krw_intents += ok
+        if ok:
+            self.krw_pending[intent.intent_id] = (market.split("-", 1)[1], buy, sell)
         self.last_note["KRW"] = (f"intent {intent.intent_id} {market} buy {buy} sell {sell} "
                                  f"{volume:g} at {cost:.1f} bps: "
                                  f"{'accepted' if ok else getattr(ack, 'reason', '?')}")
         self.log.info("KRW rebalancing: %s", self.last_note["KRW"])
-        # The coin it moved to `buy` goes back to `sell` by the coin path (its skew).
+
+    async def _krw_transfers(self) -> None:
+        """A KRW intent done: send the coin it bought back to the venue it was sold on."""
+        for intent_id, (coin, buy, sell) in list(self.krw_pending.items()):
+            row = self.journal.db.execute("SELECT state FROM intents WHERE intent_id=?",
+                                          (intent_id,)).fetchone()
+            if row is None or row[0] in ("ACCEPTED", "RECONCILING"):
+                continue
+            del self.krw_pending[intent_id]
+            got = self.journal.db.execute(
+                "SELECT SUM(executed_volume) FROM legs WHERE intent_id=? AND venue=? AND "
+                "side='buy'", (intent_id, buy)).fetchone()[0] or 0.0
+            if row[0] != "DONE" or got <= 0 or self.manager.open_for(coin) is not None:
+                self.last_note["KRW"] = f"intent {intent_id} {row[0]}: no coin to send back"
+                continue
+            chance = await self.clients[buy].withdraw_chance(coin)
+            amount = floor_amount(min(got, chance.free - chance.fee))
+            if amount < chance.minimum or not chance.can_withdraw:
+                self.last_note["KRW"] = f"{got:g} {coin} under {buy}'s minimum: left to the skew"
+                continue
+            rec = await self.manager.start(coin, buy, sell, amount, chance.fee, purpose="krw")
+            self.last_note["KRW"] = (f"intent {intent_id} done; transfer "
+                                     f"{rec.transfer_id if rec else 'not started'}")
 
     def _top(self, venue: str, market: str, side: str) -> float | None:
         n = len(self.config.markets)
