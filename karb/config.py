@@ -422,6 +422,83 @@ class OpsConfig(_Section, frozen=True):
 # -- end of ops ------------------------------------------------------------------------------------
 
 
+# -- rebalance: inventory targets, skew-aware edge, transfers (karb/trading/skew.py) ------------
+
+
+class TargetConfig(_Section, frozen=True):
+    """One currency's target share per venue and its band (``|share - target|`` allowed)."""
+
+    target: dict[str, float] = {}  # venue → share of the total; venues left out share the rest
+    band: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.band < 1:
+            raise ValueError("band must be a fraction between 0 and 1 (0.2: ±20 % of the total)")
+        if any(not 0 <= s <= 1 for s in self.target.values()) or sum(self.target.values()) > 1 + 1e-9:
+            raise ValueError("target shares must be fractions that sum to at most 1")
+        if any(v not in ("upbit", "bithumb") for v in self.target):
+            raise ValueError("target names venues: upbit, bithumb")
+
+
+class WithdrawAddressConfig(_Section, frozen=True):
+    """An allow-listed deposit address on the destination venue (registered there first)."""
+
+    address: str
+    secondary_address: str | None = None  # XRP destination tag, EOS memo, …
+    net_type: str = ""  # "" = the currency code
+
+
+class TravelRuleConfig(_Section, frozen=True):
+    """Receiver fields a venue asks for above its travel-rule amount (Bithumb): our own
+    account on the other venue."""
+
+    exchange_name: str
+    receiver_ko_name: str
+    receiver_en_name: str
+    receiver_type: Literal["individual", "corporate"] = "individual"
+    receiver_corp_ko_name: str | None = None
+    receiver_corp_en_name: str | None = None
+
+
+class RebalanceConfig(_Section, frozen=True):
+    """Inventory targets and what keeps inventory near them: the skew-aware edge threshold of
+    the strategy and the ``rebalancer`` actor's transfers."""
+
+    default: TargetConfig = msgspec.field(default_factory=TargetConfig)  # every coin not below
+    coins: dict[str, TargetConfig] = {}
+    krw: TargetConfig = msgspec.field(default_factory=TargetConfig)
+    # Edge: threshold = base + edge_per_band_bps * pressure (pressure in band widths, > 0 when
+    # a trade worsens skew); |pressure| under neutral_bands changes nothing; restoring trades
+    # never need less than budget_bps (may be slightly negative); worsening ones at or past
+    # block_at_bands are refused.
+    edge_per_band_bps: float = 10.0
+    neutral_bands: float = 0.25
+    budget_bps: float = -2.0
+    block_at_bands: float = 2.0
+    # Transfers: a coin out of band this long is moved from its heavy venue to its light one.
+    out_of_band_s: float = 300.0
+    # venue it goes TO → coin → address allow-listed at the venue it comes from
+    addresses: dict[str, dict[str, WithdrawAddressConfig]] = {}
+    # venue it goes TO → the receiver fields the sending venue asks for (travel rule)
+    travel_rule: dict[str, TravelRuleConfig] = {}
+    # A transfer not credited this long after it was sent (plus the venue's confirm time
+    # when known) raises an alert.
+    stuck_after_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "edge_per_band_bps", "block_at_bands", "out_of_band_s", "stuck_after_s")
+        if self.neutral_bands < 0 or self.neutral_bands >= self.block_at_bands:
+            raise ValueError("neutral_bands must be 0 or more and below block_at_bands")
+        if not -50 <= self.budget_bps <= 50:
+            raise ValueError("budget_bps must be a few bps (-50..50)")
+        for venue in list(self.addresses) + list(self.travel_rule):
+            if venue not in ("upbit", "bithumb"):
+                raise ValueError(f"addresses/travel_rule name venues (upbit, bithumb), not {venue!r}")
+
+
+# -- end of rebalance --------------------------------------------------------------------------
+
+
 class Config(_Section, frozen=True, kw_only=True):
     """The whole configuration tree."""
 
@@ -431,6 +508,7 @@ class Config(_Section, frozen=True, kw_only=True):
     markets: list[str] = []
     sim: SimConfig | None = None
     ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
+    rebalance: RebalanceConfig = msgspec.field(default_factory=RebalanceConfig)
     actors: list[ActorSpec]
     path: str = ""  # filled in by load_config, never read from YAML
 

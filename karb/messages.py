@@ -18,7 +18,7 @@ ActorState = Literal["STARTING", "RUNNING", "STOPPING"]
 # What the strategy did with an opportunity: sent an intent, or why not. ``not_valid`` and
 # ``stale`` name the venue whose top of book was unusable in ``Signal.venue``.
 Decision = Literal["sent", "below_min_order", "not_valid", "stale", "halted", "cooldown",
-                   "in_flight_cap", "volatile"]
+                   "in_flight_cap", "volatile", "skew_blocked"]
 AlertLevel = Literal["warning", "critical"]
 
 
@@ -146,6 +146,12 @@ class Signal(Msg, tag="sig"):
     decision: Decision
     intent_id: str = ""
     venue: str = ""  # for not_valid / stale: the venue whose book was unusable
+    # The skew-aware threshold that applied (karb.trading.skew.EdgeAdjustment): the edge this
+    # direction had to beat, its rule (neutral | worsens | restores | budget_floor | blocked)
+    # and the skew pressure in band widths. Empty rule: no skew adjustment was made.
+    threshold_bps: float = 0.0
+    skew_rule: str = ""
+    skew_pressure: float = 0.0
 
 
 class Intent(Msg, tag="intent"):
@@ -215,6 +221,9 @@ class Position(Msg, tag="pos"):
     fills: int
     halted: list[str] = []
     open_intents: list[str] = []
+    # coin → destination venue → amount withdrawn and not yet credited (the rebalancer's
+    # transfers): still ours, counted in inventory and PnL, spendable nowhere yet.
+    in_transit: dict[str, dict[str, float]] = {}
 
 
 class Alert(Msg, tag="alert"):

@@ -5,6 +5,8 @@
     python tools/tap.py configs/sim.yaml --topic hb. --json   heartbeats as JSON lines
     python tools/tap.py configs/sim.yaml --stats --duration 10
     python tools/tap.py configs/sim.yaml --shm                the shared-memory top of book
+    python tools/tap.py configs/sim.yaml --rebal              the rebalancer: targets, skew,
+                                                              transfers in flight
 
 The tap connects one SUB socket to every publisher the config names. ZeroMQ gives each
 subscriber its own queue, so a slow tap only ever loses its own messages (counted as gaps).
@@ -153,6 +155,53 @@ def show_shm(config: Config, args: argparse.Namespace) -> int:
         table.close()
 
 
+def show_rebal(config: Config, args: argparse.Namespace) -> int:
+    """The rebalancer's ``rebal`` command: one line per currency, one per open transfer."""
+    import asyncio
+    import uuid
+
+    import zmq.asyncio
+
+    from karb.messages import ControlReply, ControlRequest
+    names = [a.name for a in config.actors if a.kind == "rebalancer"]
+    if not names:
+        print("tap: the config has no rebalancer actor", file=sys.stderr)
+        return 1
+
+    async def ask() -> ControlReply | None:
+        actx = zmq.asyncio.Context()
+        client = bus.LazyPirateClient(actx, bus.control_endpoint(config, names[0]), 2000,
+                                      attempts=2, bus=config.bus)
+        try:
+            req_id = uuid.uuid4().hex
+            reply = await client.request(ControlRequest(req_id=req_id, cmd="rebal"), req_id)
+            return reply if isinstance(reply, ControlReply) else None
+        except bus.PeerUnavailable:
+            return None
+        finally:
+            client.close()
+            actx.destroy(linger=0)
+
+    reply = asyncio.run(ask())
+    if reply is None or not reply.ok:
+        print(f"tap: {names[0]} did not answer", file=sys.stderr)
+        return 1
+    report = json.loads(reply.detail)
+    if args.json:
+        print(json.dumps(report), flush=True)
+        return 0
+    for cur, s in report["skew"].items():
+        shares = " ".join(f"{v} {s['shares'][v]:.1%}/{s['targets'][v]:.0%}" for v in s["shares"])
+        flag = f"OUT {s['out_for_s']:.0f}s" if s["out_of_band"] else "in band"
+        print(f"rebal {cur:<6} {shares}  band ±{s['band']:.0%}  {flag}  "
+              f"{s.get('algo', '') or ''}".rstrip())
+    for t in report["transfers"]:
+        print(f"rebal transfer {t['id']} {t['amount']:g} {t['coin']} {t['from']}→{t['to']} "
+              f"{t['state']} {t['age_s']:.0f}s{' STUCK' if t['stuck'] else ''}")
+    print("rebal counts " + " ".join(f"{k}={v}" for k, v in report["counts"].items()))
+    return 0
+
+
 def shm_row(venue: str, market: str, top: Any) -> dict[str, Any]:
     if top is None:
         return {"venue": venue, "market": market, "bid_px": None, "bid_size": None, "ask_px": None,
@@ -175,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stats", action="store_true",
                         help="per-topic rate, gaps and publisher restarts at the end")
     parser.add_argument("--shm", action="store_true", help="show the shared-memory top of book")
+    parser.add_argument("--rebal", action="store_true",
+                        help="the rebalancer: targets, skew, transfers in flight")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -185,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tap: nothing is running on run dir {config.run_dir} "
               f"(start it with: python supervisor.py {args.config})", file=sys.stderr)
         return 1
+    if args.rebal:
+        return show_rebal(config, args)
     return show_shm(config, args) if args.shm else sniff(config, args)
 
 

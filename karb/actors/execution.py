@@ -10,7 +10,10 @@ it, and poll REST only while it is down or silent (``private_stream``, ``stream_
 
 Commands: ``kill`` / ``resume`` (a ``KILL`` file in the run dir works too); ``unhalt <market>``
 lifts a halt (halts survive restarts); ``ack-balances`` accepts a balance difference an operator
-has checked; ``reconcile`` runs a sweep now. Modes: ``live`` (the venues), ``paper`` (fills
+has checked; ``reconcile`` runs a sweep now; ``algo NAME|auto VENUE MARKET buy|sell VOLUME LIMIT
+[HORIZON_S [URGENCY]]`` runs an execution algorithm (karb.execution.algos; ``auto``: the
+optimizer picks it from the market state on ``mstate.*``) and ``algos`` shows those running
+and the measured quality per algorithm and state. Modes: ``live`` (the venues), ``paper`` (fills
 against the live book with simulated balances), ``dry_run`` (real balances and books, logs the
 orders it would send). Stops last, after its legs finish.
 """
@@ -18,6 +21,8 @@ orders it would send). Stops last, after its legs finish.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
 from typing import Any, Literal
 
@@ -31,13 +36,17 @@ from karb.exchanges.client import VenueClient
 from karb.exchanges.credentials import resolve
 from karb.exchanges.private_stream import PrivateOrderStream
 from karb.exchanges.registry import make_client
+from karb.execution.algos import AlgoOrder, MarketView, make_algo
+from karb.execution.algos.optimizer import AlgoOptimizer
+from karb.execution.algos.runner import AlgoRunner, new_algo_id
 from karb.execution.executor import Executor
 from karb.execution.journal import Journal
 from karb.execution.reconcile import Reconciler
 from karb.execution.simulated import DryRunClient, PaperClient
 from karb.execution.stream_book import StreamBook
 from karb.execution.tops import ShmTops
-from karb.messages import BusMessage, DepthUpdate, Intent, IntentAck, decode, encode
+from karb.messages import (BusMessage, DepthUpdate, Intent, IntentAck, MarketStateUpdate, decode,
+                           encode)
 from karb.shm import TopOfBookTable, segment_path
 from karb.trading.limits import ExecutionLimits
 from karb.trading.risk import CircuitBreaker, KillSwitch
@@ -87,7 +96,10 @@ class Execution(Actor):
                 resolve(config, venue)  # ConfigError naming the missing variable
 
     def subscriptions(self) -> list[tuple[str, bytes]]:
-        return [("book", topics.DEPTH)] if self.params.mode == "paper" else []
+        subs = [("book", topics.DEPTH)] if self.params.mode == "paper" else []
+        # market states for the execution algorithms' optimizer and adaptive schedule
+        subs += [(a.name, topics.MARKET_STATE) for a in self.config.actors if a.kind == "monitor"]
+        return subs
 
     async def on_start(self) -> None:
         cfg, p = self.config, self.params
@@ -119,6 +131,12 @@ class Execution(Actor):
             KillSwitch(cfg.run_dir / "KILL"), list(cfg.markets), self._private_streams())
         self.reconciler = Reconciler(self.executor)
         self.running: set[asyncio.Task[None]] = set()
+        self.mstate: dict[str, str] = {}
+        self.tops = ShmTops(self.table, [v.name for v in cfg.venues], list(cfg.markets))
+        self.algos = AlgoRunner(self.executor.legs, self.journal, self._view,
+                                child_deadline_s=p.leg_deadline_ms / 1000,
+                                busy=self.executor.settling)
+        self.optimizer = AlgoOptimizer()
         await self.executor.refresh_balances()
         if p.mode != "paper" and cfg.markets:
             await self.executor.check_fees(cfg.markets[0])
@@ -163,6 +181,67 @@ class Execution(Actor):
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
         if isinstance(msg, DepthUpdate):
             self.depth[(msg.venue, msg.market)] = msg
+        elif isinstance(msg, MarketStateUpdate):
+            self.mstate[msg.market] = msg.state
+
+    def _view(self, venue: str, market: str) -> MarketView | None:
+        quote = self.tops.quote(venue, market)
+        if quote is None:
+            return None
+        return MarketView(quote.bid, quote.ask, self.mstate.get(market, "normal"))
+
+    def _start_algo(self, args: list[str]) -> str:
+        """``algo NAME|auto VENUE MARKET SIDE VOLUME LIMIT [HORIZON_S [URGENCY]]``."""
+        usage = "usage: algo NAME|auto VENUE MARKET buy|sell VOLUME LIMIT [HORIZON_S [URGENCY]]"
+        if len(args) < 6:
+            raise ValueError(usage)
+        name, venue, market, side = args[:4]
+        try:
+            volume, limit = float(args[4]), float(args[5])
+            horizon = float(args[6]) if len(args) > 6 else 60.0
+            urgency = float(args[7]) if len(args) > 7 else 0.5
+        except ValueError:
+            raise ValueError(usage) from None
+        if venue not in self.clients or market not in self.config.markets \
+                or side not in ("buy", "sell") or volume <= 0 or limit <= 0:
+            raise ValueError(usage)
+        ex = self.executor
+        if ex.kill.engaged() or market in ex.halted or ex.balance_hold:
+            raise ValueError("not now: kill switch, halt or balance hold")
+        view = self._view(venue, market)
+        if name == "auto":
+            # Recent volume is not on the bus yet (feeds publish books): top-of-book depth
+            # stands in for it, so "large" means "more than the top levels hold".
+            quote = self.tops.quote(venue, market)
+            depth = (quote.bid_size + quote.ask_size) if quote else 0.0
+            choice = self.optimizer.choose(view.state if view else "normal", volume, depth,
+                                           urgency, has_profile=False)
+            name, why = choice.algo, f"{choice.source}: {choice.reason}"
+        else:
+            why = "asked for"
+        algo = make_algo(name)  # ValueError names the known ones
+        order = AlgoOrder(venue, market, side, volume, limit, horizon_s=horizon,  # type: ignore[arg-type]  # side checked above
+                          urgency=urgency, display_volume=volume / 5)
+        algo_id = new_algo_id()
+
+        async def run() -> None:
+            result = await self.algos.run(algo, order, algo_id)
+            self.optimizer.record(result)
+            await self.executor.refresh_balances()
+            self.executor.publish_position()
+
+        task = self.spawn(run(), name=f"algo-{algo_id}")
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+        return f"algo {algo_id} {name} ({why}) {side} {volume:g} {market} on {venue}"
+
+    def _algos(self) -> str:
+        running = [{"id": i, "algo": n, "venue": o.venue, "market": o.market, "side": o.side,
+                    "volume": o.volume, "filled": p.filled, "children": p.children}
+                   for i, (n, o, p) in self.algos.progress.items()]
+        quality = {state: {a: dataclasses.asdict(q) for a, q in per.items()}
+                   for state, per in self.optimizer.table().items()}
+        return json.dumps({"running": running, "quality": quality}, separators=(",", ":"))
 
     async def _serve_intents(self) -> None:
         assert self.actx is not None
@@ -265,6 +344,10 @@ class Execution(Actor):
             self.running.add(task)
             task.add_done_callback(self.running.discard)
             return "reconciliation sweep started"
+        if cmd.startswith("algo "):
+            return self._start_algo(cmd.split()[1:])
+        if cmd == "algos":
+            return self._algos()
         if cmd.startswith("unhalt "):
             market = cmd.split(" ", 1)[1]
             self.executor.halted.discard(market)

@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
     "execution": "karb.actors.execution:Execution",
     "recorder": "karb.actors.recorder:Recorder",
     "monitor": "karb.ops.monitor:Monitor",  # market state + execution quality (karb/ops)
+    "rebalancer": "karb.actors.rebalancer:Rebalancer",  # inventory bands, transfers (issue 12)
 }
 
 # What every actor needs; imported in the forkserver before any fork.

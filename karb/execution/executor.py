@@ -27,6 +27,7 @@ from karb.exchanges.ticks import floor_lot
 from karb.execution.journal import Journal
 from karb.execution.legs import LegRunner
 from karb.execution.stream_book import StreamBook
+from karb.execution.transfer_journal import in_transit
 from karb.execution.tops import Tops
 from karb.messages import Alert, Intent, IntentAck, Msg, Position
 from karb.trading.arb import MIN_ORDER_KRW
@@ -122,7 +123,7 @@ class Executor:
             balances=dict(balances), inventory=inventory, pnl_krw=dict(self.ledger.pnl_krw),
             pnl_total_krw=self.ledger.total, intents_done=self.ledger.intents_done,
             fills=self.ledger.fills, halted=sorted(self.halted), open_intents=sorted(self.open),
-            ts_event=now, ts_init=now))
+            in_transit=in_transit(self.journal.db), ts_event=now, ts_init=now))
 
     async def check_fees(self, market: str) -> list[str]:
         """Compare the configured taker fees with what each venue charges this account. The
@@ -262,6 +263,16 @@ class Executor:
                               "will settle it")
             self.journal.reopen_intent(intent_id, f"unresolved: {names}")
             self.breaker.record(success=False)
+            return
+        if (all(leg.role == "algo" for leg in legs) if legs
+                else self.journal.intent_row(intent_id).get("reason", "").startswith("algo ")):
+            # An execution algorithm's children (karb.execution.algos) are one-sided on purpose:
+            # nothing to hedge, no arbitrage PnL; the algo's runner (or this, after a crash)
+            # closes its intent once every child is final.
+            filled = sum(leg.executed_volume for leg in legs)
+            self.journal.finish_intent(intent_id, "DONE", 0.0, f"algo: {filled:.8g} filled")
+            await self.refresh_balances()
+            self.publish_position()
             return
         failed = any(leg.role != "hedge" and leg.state in EMPTY_LEG_STATES for leg in legs)
         legs = await self._flatten(intent_id, market, legs)

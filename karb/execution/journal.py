@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from karb.execution.transfer_journal import transfer_totals
 from karb.trading.orders import FINAL_LEG_STATES, LegRecord
 
 __all__ = ["Journal", "LegRecord"]
@@ -81,6 +82,20 @@ class Journal:
             for leg in legs:
                 self._insert_leg(leg, now)
             self._event(intent.intent_id, "", "accepted", {"net_bps": intent.net_bps}, now)
+
+    def open_algo(self, algo_id: str, algo: str, venue: str, market: str, side: str,
+                  volume: float, limit_price: float) -> None:
+        """An execution algorithm's order (karb.execution.algos): an intent row of its own, so
+        its children (legs ``<algo_id>-aN``) are journaled, reconciled and recovered as legs."""
+        now = time.time_ns()
+        buy, sell = (venue, "") if side == "buy" else ("", venue)
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (algo_id, market, buy, sell, volume, limit_price if buy else 0.0,
+                 limit_price if sell else 0.0, "ACCEPTED", f"algo {algo}", 0.0, now, now))
+            self._event(algo_id, "", "algo_started", {"algo": algo, "side": side}, now)
 
     def reject_intent(self, intent: Any, reason: str) -> None:
         now = time.time_ns()
@@ -177,8 +192,9 @@ class Journal:
 
     def executed_totals(self) -> dict[tuple[str, str], float]:
         """Per (venue, currency), what every journaled fill changed: coin bought minus sold, KRW
-        received minus paid, fees in. The balance reconciliation compares venue balances with
-        a baseline plus the change of these since the baseline."""
+        received minus paid, fees in; and coin moved by settled transfers. The balance
+        reconciliation compares venue balances with a baseline plus the change of these since
+        the baseline."""
         out: dict[tuple[str, str], float] = {}
         rows = self.db.execute("SELECT venue, market, side, SUM(executed_volume), "
                                "SUM(executed_funds), SUM(fee) FROM legs GROUP BY venue, market, side")
@@ -187,6 +203,8 @@ class Journal:
             sign = 1 if side == "buy" else -1
             out[(venue, coin)] = out.get((venue, coin), 0.0) + sign * volume
             out[(venue, quote)] = out.get((venue, quote), 0.0) - sign * funds - fee
+        for key, amount in transfer_totals(self.db).items():  # the rebalancer's transfers
+            out[key] = out.get(key, 0.0) + amount
         return out
 
     def event_kinds(self, intent_id: str) -> list[str]:

@@ -13,7 +13,9 @@ Each sweep (every ``reconcile_interval_s``):
 3. When nothing is in flight, venue balances are compared with what the journal says they
    should be: a baseline (the first quiet sweep of this incarnation) plus every fill journaled
    since. A difference beyond ``balance_tolerance_krw`` raises a critical alert and stops new
-   intents until an operator sends ``ack-balances`` (which takes a new baseline).
+   intents until an operator sends ``ack-balances`` (which takes a new baseline). Settled coin
+   transfers (karb.execution.transfer_journal) count as journaled; while one is open the
+   comparison waits.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from karb.exchanges.errors import VenueError
 from karb.exchanges.types import Order
 from karb.execution.executor import Executor, coin_of
+from karb.execution.transfer_journal import transfers
 from karb.trading.orders import EMPTY_LEG_STATES, LegRecord, LegState, parse_client_id
 
 log = logging.getLogger("karb.execution")
@@ -192,6 +195,8 @@ class Reconciler:
         journal = self.ex.journal
         if not self._quiet() or journal.legs(only_open=True):
             return []
+        if transfers(journal.db, only_open=True):
+            return []  # a transfer on its way moves balances the journal settles only later
         before = journal.executed_totals()
         if not await self.ex.refresh_balances() or not self._quiet():
             return []

@@ -37,11 +37,15 @@ def ops_state(hub: OpsHub) -> dict[str, Any]:
     money: dict[str, Any] = {}
     if pos is not None:
         skew = {}
-        for market, venues in pos.inventory.items():
+        for market, held in pos.inventory.items():
+            # coin on its way between venues counts where it will land (the rebalancer's)
+            moving = pos.in_transit.get(market.split("-", 1)[1], {})
+            venues = {v: q + moving.get(v, 0.0) for v, q in held.items()}
             total = sum(venues.values())
             skew[market] = {v: round(q / total, 3) if total > 0 else 0.0 for v, q in venues.items()}
         money = {"balances": pos.balances, "inventory": pos.inventory, "skew": skew,
-                 "pnl_krw": pos.pnl_krw, "pnl_total_krw": pos.pnl_total_krw,
+                 "in_transit": pos.in_transit, "pnl_krw": pos.pnl_krw,
+                 "pnl_total_krw": pos.pnl_total_krw,
                  "intents_done": pos.intents_done, "fills": pos.fills, "halted": pos.halted,
                  "open_intents": len(pos.open_intents)}
     exe = next((a for a in status["actors"] if a["name"] == hub.execution), None)

@@ -128,6 +128,8 @@ class OpsCollector(Collector):
         st = self.hub.state
         bal = _g("karb_balance", "Free balance per venue and currency (KRW or coin)", ["venue", "currency"])
         inv = _g("karb_inventory", "Coin held per venue (free + locked)", ["venue", "market"])
+        transit = _g("karb_in_transit", "Coin withdrawn and not yet credited, by destination",
+                     ["venue", "coin"])
         pnl = _g("karb_realised_pnl_krw", "Realised PnL net of fees", ["market"])
         pnl_total = _g("karb_realised_pnl_total_krw", "Realised PnL net of fees, all markets", [])
         halted = _g("karb_market_halted", "1 while a market is halted", ["market"])
@@ -145,6 +147,9 @@ class OpsCollector(Collector):
             for market, venues in p.inventory.items():
                 for venue, amount in venues.items():
                     inv.add_metric([venue, market], amount)
+            for coin, per in p.in_transit.items():
+                for venue, amount in per.items():
+                    transit.add_metric([venue, coin], amount)
             for market, value in p.pnl_krw.items():
                 pnl.add_metric([market], value)
             pnl_total.add_metric([], p.pnl_total_krw)
@@ -174,7 +179,7 @@ class OpsCollector(Collector):
             hedge_cost.add_metric([venue, market], agg.hedge_cost_krw)
         failed = _g("karb_consecutive_failed_intents", "Failed intents in a row", [])
         failed.add_metric([], st.consecutive_failed)
-        yield from (bal, floor, inv, pnl, pnl_total, halted, open_i, intents, legs, fills, signals,
+        yield from (bal, floor, inv, transit, pnl, pnl_total, halted, open_i, intents, legs, fills, signals,
                     hedges, fill_ratio, hedge_cost, failed)
 
     def _alerts(self) -> Iterator[Metric]:

@@ -45,7 +45,7 @@ EMPTY_LEG_STATES = frozenset({LegState.REJECTED, LegState.NOT_SENT, LegState.DRY
 class LegRecord:
     client_id: str
     intent_id: str
-    role: str  # buy | sell | hedge
+    role: str  # buy | sell | hedge | algo (a child of an execution algorithm)
     venue: str
     market: str
     side: str  # buy | sell
@@ -76,9 +76,12 @@ class LegRecord:
 def leg_client_id(intent_id: str, role: str, attempt: int = 1) -> str:
     """Derived from the intent, so a resend after a crash is refused as a duplicate. Each hedge
     attempt gets its own id (``-h1``, ``-h2``, …): a crash between journaling a hedge and
-    sending it never blocks the next attempt."""
+    sending it never blocks the next attempt. An execution algorithm's children (role
+    ``algo``, karb.execution.algos) are ``-a1``, ``-a2``, … of the algo's own intent id."""
     if role == "hedge":
         return f"{intent_id}-h{attempt}"
+    if role == "algo":
+        return f"{intent_id}-a{attempt}"
     return f"{intent_id}-{role[0]}"
 
 
@@ -86,7 +89,8 @@ _ROLES = {"b": "buy", "s": "sell"}
 
 
 def parse_client_id(client_id: str | None) -> tuple[str, str] | None:
-    """(intent id, role) of one of our client ids (``i`` + 20 hex, then ``-b``/``-s``/``-hN``);
+    """(intent id, role) of one of our client ids (``i`` + 20 hex, then ``-b``/``-s``/``-hN``/
+    ``-aN``);
     None for anything else (orders placed by hand or by another program on the account)."""
     if not client_id or len(client_id) < 23 or client_id[0] != "i" or client_id[21] != "-":
         return None
@@ -97,4 +101,6 @@ def parse_client_id(client_id: str | None) -> tuple[str, str] | None:
         return intent_id, _ROLES[suffix]
     if suffix[:1] == "h" and (suffix[1:].isdigit() or suffix == "h"):
         return intent_id, "hedge"
+    if suffix[:1] == "a" and suffix[1:].isdigit():
+        return intent_id, "algo"
     return None
