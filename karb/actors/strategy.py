@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 import uuid
 from collections import deque
 
 import msgspec
 
-from karb import bus, topics
+from karb import bus, clock, topics
 from karb.actors.base import Actor
 from karb.exchanges.ticks import floor_lot
 from karb.exchanges.types import Level
@@ -85,7 +84,7 @@ class Strategy(Actor):
         elif isinstance(msg, Position):
             self.position = msg
             open_ids = set(msg.open_intents)
-            now = time.monotonic_ns()
+            now = clock.monotonic_ns()
             for intent_id, sent in list(self.in_flight.items()):
                 # gone from execution's open list (and not merely too new to be on it)
                 if intent_id not in open_ids and now - sent > 200_000_000:
@@ -122,21 +121,21 @@ class Strategy(Actor):
         intent_id = ""
         if decision == "sent":
             intent_id = "i" + uuid.uuid4().hex[:20]
-            now = time.monotonic_ns()
+            now = clock.monotonic_ns()
             self.in_flight[intent_id] = now
             self.cooldown_until[market] = now + p.cooldown_ms * 1_000_000
             self.outbox.put_nowait(Intent(
                 intent_id=intent_id, market=market, buy_venue=buy_venue, sell_venue=sell_venue,
                 volume=opp.volume, buy_limit=buy_limit, sell_limit=sell_limit,
-                net_bps=opp.net_bps, recv_mono=recv_mono, ts_event=time.time_ns(),
-                ts_init=time.time_ns()))
+                net_bps=opp.net_bps, recv_mono=recv_mono, ts_event=clock.time_ns(),
+                ts_init=clock.time_ns()))
         self.decisions[decision] = self.decisions.get(decision, 0) + 1
         self.publish(topics.signal(market), Signal(
             market=market, buy_venue=buy_venue, sell_venue=sell_venue,
             best_ask=buy_book.asks[0][0], best_bid=sell_book.bids[0][0], gross_bps=opp.gross_bps,
             net_bps=opp.net_bps, volume=opp.volume, buy_limit=buy_limit, sell_limit=sell_limit,
             expected_pnl_krw=opp.pnl_krw, decision=decision, intent_id=intent_id,
-            ts_event=time.time_ns(), ts_init=time.time_ns()))
+            ts_event=clock.time_ns(), ts_init=clock.time_ns()))
         if decision == "sent":
             self.log.info("signal %s buy %s sell %s net %.1f bps gross %.1f bps size %.8g "
                           "(~%.0f KRW, limited by %s) exp. pnl %.0f KRW -> %s", market,
@@ -173,11 +172,11 @@ class Strategy(Actor):
             top = self.table.read(self.table.slot(self.vindex[venue], self.mindex[market]))
             if top is None or top.flags != VALID:
                 return f"not_valid:{venue}"
-            if time.monotonic_ns() - top.recv_mono > p.stale_after_ms * 1_000_000:
+            if clock.monotonic_ns() - top.recv_mono > p.stale_after_ms * 1_000_000:
                 return f"stale:{venue}"
         if self.position is not None and market in self.position.halted:
             return "halted"
-        now = time.monotonic_ns()
+        now = clock.monotonic_ns()
         if now < self.cooldown_until.get(market, 0):
             return "cooldown"
         if len(self.in_flight) >= p.max_in_flight:
@@ -190,7 +189,7 @@ class Strategy(Actor):
         if not msg.bids or not msg.asks:
             return
         window = self.mids[(msg.venue, msg.market)]
-        now = time.monotonic_ns()
+        now = clock.monotonic_ns()
         window.append((now, (msg.bids[0][0] + msg.asks[0][0]) / 2))
         horizon = now - self.params.vol_window_ms * 1_000_000
         while window and window[0][0] < horizon:
