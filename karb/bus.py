@@ -352,7 +352,7 @@ class LazyPirateClient:
             await self._sock.send(payload)
             deadline = time.monotonic() + self.timeout_ms / 1000
             while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
-                if not await self._sock.poll(left_ms, zmq.POLLIN):
+                if not await self._sock.poll(left_ms):  # POLLIN
                     break
                 reply = decode(await self._sock.recv())
                 if getattr(reply, id_field, None) == req_id:

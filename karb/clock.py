@@ -156,7 +156,7 @@ class VirtualClock:
         self.jumps += 1
 
 
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _VirtualSelector(selectors.DefaultSelector):
     """Polls real I/O without waiting; a wait for the next timer becomes a jump of the clock."""
 
     def __init__(self, clock: VirtualClock) -> None:
@@ -166,13 +166,13 @@ class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = super().select(0)
         if ready or timeout == 0:
-            return ready  # type: ignore[no-any-return]
+            return ready
         if timeout is None:  # no timer at all: only real I/O (a thread) can wake us
             ready = super().select(self.clock.idle_real_wait_s)
             if not ready:
                 raise VirtualDeadlock("virtual loop idle: nothing ready, no timer, no I/O for "
                                       f"{self.clock.idle_real_wait_s} s of real time")
-            return ready  # type: ignore[no-any-return]
+            return ready
         self.clock._jump(timeout)
         return []
 

@@ -29,10 +29,11 @@ class ConfigError(Exception):
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """Every section repeats ``frozen=True``: msgspec inherits it, but mypy's dataclass view
+    would otherwise call each subclass a mutable child of a frozen parent."""
 
 
-class SupervisorConfig(_Section):
+class SupervisorConfig(_Section, frozen=True):
     """How the supervisor watches and restarts its actors."""
 
     run_dir: str = "run/sim"
@@ -66,7 +67,7 @@ class SupervisorConfig(_Section):
             raise ValueError("status_port must be a TCP port (0-65535) or null")
 
 
-class BusConfig(_Section):
+class BusConfig(_Section, frozen=True):
     """Where publishers bind: ``ipc`` files in the run dir, or ``tcp`` ports on one host."""
 
     transport: Literal["ipc", "tcp"] = "ipc"
@@ -87,7 +88,7 @@ class BusConfig(_Section):
                              "the ports could trade); generate keys with python -m karb.curve DIR")
 
 
-class VenueConfig(_Section):
+class VenueConfig(_Section, frozen=True):
     """One exchange; keys are read from the environment variables named here."""
 
     name: VenueName
@@ -120,7 +121,7 @@ class VenueConfig(_Section):
             raise ValueError("api: legacy exists only for bithumb")
 
 
-class SimVenueConfig(_Section):
+class SimVenueConfig(_Section, frozen=True):
     """One simulated exchange: where it listens and what it charges."""
 
     host: str = "127.0.0.1"
@@ -133,7 +134,7 @@ class SimVenueConfig(_Section):
             raise ValueError("fee_rate must be a fraction such as 0.0005 (0.05 %)")
 
 
-class DislocationConfig(_Section):
+class DislocationConfig(_Section, frozen=True):
     """Random episodes in which one venue's prices move away from the other's.
 
     They arrive as a Poisson process at ``rate_per_min`` over the whole model, each on a
@@ -247,7 +248,7 @@ class OutageConfig(_Section, frozen=True):
             raise ValueError("outage rates must not be negative")
 
 
-class SimAccountConfig(_Section):
+class SimAccountConfig(_Section, frozen=True):
     """A simulated account. These keys are the simulator's own test data, not real secrets."""
 
     access_key: str
@@ -255,14 +256,14 @@ class SimAccountConfig(_Section):
     balances: dict[str, float] = {}
 
 
-class RateLimitConfig(_Section):
+class RateLimitConfig(_Section, frozen=True):
     enabled: bool = True
     # 429s within a second after which Upbit answers 418 and blocks; the block doubles each time.
     upbit_418_after: int = 20
     upbit_418_block_s: float = 5.0
 
 
-class SimCoinTransferConfig(_Section):
+class SimCoinTransferConfig(_Section, frozen=True):
     """One coin's withdrawal terms on the simulated venues (both venues charge the same)."""
 
     fee: float  # in the coin, taken from the withdrawing account on top of the amount
@@ -275,7 +276,7 @@ class SimCoinTransferConfig(_Section):
             raise ValueError("fee, minimum and confirm_s must not be negative")
 
 
-class SimTransfersConfig(_Section):
+class SimTransfersConfig(_Section, frozen=True):
     """Coin transfers between the two simulated venues: a withdrawal from one becomes a deposit
     on the other. Real venues take minutes (BTC ~30-60 min, XRP ~1 min); tests use seconds."""
 
@@ -301,7 +302,7 @@ SIM_DEMO_ACCESS_KEY = "sim-access"
 SIM_DEMO_SECRET_KEY = "sim-secret"
 
 
-class SimConfig(_Section):
+class SimConfig(_Section, frozen=True):
     """The built-in exchange simulator (``python -m karb.sim`` or the ``sim`` actor)."""
 
     seed: int = 7
@@ -338,7 +339,7 @@ class SimConfig(_Section):
         return SIM_DEMO_ACCESS_KEY, SIM_DEMO_SECRET_KEY
 
 
-class ActorSpec(_Section):
+class ActorSpec(_Section, frozen=True):
     """One supervised actor: ``kind`` is a built-in name or ``package.module:Class``."""
 
     name: str
@@ -354,7 +355,7 @@ class ActorSpec(_Section):
 # -- ops: dashboard, /metrics, alerts and their sinks (karb/ops) ---------------------------------
 
 
-class SinkConfig(_Section):
+class SinkConfig(_Section, frozen=True):
     """One place alerts go besides the log. Secrets (bot tokens, webhook URLs) come only from the
     environment variables named here and never reach a log."""
 
@@ -376,7 +377,7 @@ class SinkConfig(_Section):
             raise ValueError("a webhook sink needs url or url_env")
 
 
-class AlertsConfig(_Section):
+class AlertsConfig(_Section, frozen=True):
     """Alert rules (karb/ops/alerts.py) and where they are sent."""
 
     enabled: bool = True
@@ -398,7 +399,7 @@ class AlertsConfig(_Section):
             raise ValueError("min_interval_s must be 0 or more")
 
 
-class DashboardConfig(_Section):
+class DashboardConfig(_Section, frozen=True):
     """The live page at ``/`` of the status server."""
 
     # Controls that change trading (kill switch, unhalt) need this variable's value as a token;
@@ -410,7 +411,7 @@ class DashboardConfig(_Section):
         _positive(self, "push_interval_ms")
 
 
-class OpsConfig(_Section):
+class OpsConfig(_Section, frozen=True):
     """Running it for real: ``/metrics``, the page, alerts (all served by the supervisor)."""
 
     metrics: bool = True
@@ -421,7 +422,7 @@ class OpsConfig(_Section):
 # -- end of ops ------------------------------------------------------------------------------------
 
 
-class Config(_Section, kw_only=True):
+class Config(_Section, frozen=True, kw_only=True):
     """The whole configuration tree."""
 
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)

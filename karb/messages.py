@@ -15,6 +15,11 @@ from typing import Literal
 import msgspec
 
 ActorState = Literal["STARTING", "RUNNING", "STOPPING"]
+# What the strategy did with an opportunity: sent an intent, or why not. ``not_valid`` and
+# ``stale`` name the venue whose top of book was unusable in ``Signal.venue``.
+Decision = Literal["sent", "below_min_order", "not_valid", "stale", "halted", "cooldown",
+                   "in_flight_cap", "volatile"]
+AlertLevel = Literal["warning", "critical"]
 
 
 class Msg(msgspec.Struct, tag=True, array_like=True, kw_only=True, gc=False):
@@ -138,8 +143,9 @@ class Signal(Msg, tag="sig"):
     buy_limit: float
     sell_limit: float
     expected_pnl_krw: float
-    decision: str  # "sent", or why not (stale, cooldown, in_flight, below_min, ...)
+    decision: Decision
     intent_id: str = ""
+    venue: str = ""  # for not_valid / stale: the venue whose book was unusable
 
 
 class Intent(Msg, tag="intent"):
@@ -212,7 +218,7 @@ class Position(Msg, tag="pos"):
 
 
 class Alert(Msg, tag="alert"):
-    level: str  # warning | critical
+    level: AlertLevel
     market: str
     text: str
     # What it is about, for the notifier's rules (karb.ops.alerts): halt, reconcile_mismatch,

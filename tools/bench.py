@@ -19,12 +19,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench_orders import bench_orders  # noqa: E402
-from bench_pipeline import bench_pipeline  # noqa: E402
-from bench_runtime import (bench_bus_hop, bench_hang, bench_raw_pyzmq, bench_restart,  # noqa: E402
+from bench_orders import bench_orders
+from bench_pipeline import bench_pipeline
+from bench_runtime import (bench_bus_hop, bench_hang, bench_raw_pyzmq, bench_restart,
                            bench_shm)
-from bench_stream import bench_private_stream  # noqa: E402
-from bench_venues import bench_parse, bench_sim_ws  # noqa: E402
+from bench_stream import bench_private_stream
+from bench_venues import bench_parse, bench_sim_ws
 
 BENCHES: list[Callable[[], dict[str, float]]] = [
     bench_shm, bench_parse, bench_raw_pyzmq, bench_bus_hop, bench_restart, bench_hang, bench_sim_ws,

@@ -31,7 +31,7 @@ def bench_market_step(config: str, steps: int, repeats: int) -> dict[str, float]
     assert cfg.sim is not None, f"{config} has no sim: section"
     markets = list(cfg.markets) or DEFAULT_MARKETS
     per_step_us: list[float] = []
-    for r in range(repeats):
+    for _ in range(repeats):
         model = MarketModel(markets, cfg.sim, 0)
         t = 0
         start = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from karb.messages import OrderEvent, TopOfBookUpdate
 
 REPO = Path(__file__).resolve().parent.parent
 
-from bench_runtime import percentile, stop, scratch_dir  # noqa: E402
+from bench_runtime import percentile, stop, scratch_dir
 
 
 def _free_port() -> int:
@@ -47,7 +48,9 @@ def _watch(base: str, stop: threading.Event) -> None:
 def bench_pipeline(seconds: float = 30.0, watched: bool = False) -> dict[str, float]:
     """The whole pipeline on 10 markets with the simulator streaming and a window opening
     every ~1.5 s: book update and tick-to-trade latencies from the bus, RSS and CPU of the
-    actors from the status API (the simulator is reported apart: it stands in for the venues)."""
+    actors from the status API (the simulator is reported apart: it stands in for the venues),
+    the bus rate, RSS growth over the second half and round trips per minute (what the soak
+    test used to assert as thresholds)."""
 
     markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-TRX",
                "KRW-LINK", "KRW-AVAX", "KRW-DOT"]
@@ -114,8 +117,9 @@ def bench_pipeline(seconds: float = 30.0, watched: bool = False) -> dict[str, fl
                 k += 1
                 next_window = now + 1.5
             if not stats_sample and now > end - seconds / 2:
-                status()  # prime cpu_percent windows
-                stats_sample = {"t": now}
+                actors = status()["actors"]  # also primes the cpu_percent windows
+                stats_sample = {"t": now, "rss": sum(a["rss_bytes"] for a in actors),
+                                "out": sum(a["msgs_out"] for a in actors)}
             got = sub.recv_blocking(50)
             if got is None:
                 continue
@@ -127,7 +131,13 @@ def bench_pipeline(seconds: float = 30.0, watched: bool = False) -> dict[str, fl
                 first_sent[msg.intent_id] = msg.sent_mono
                 t2t_us.append((msg.sent_mono - msg.recv_mono) / 1000)
         final = status()["actors"]
+        half_s = time.monotonic() - stats_sample["t"]
         sub.close()
+        journal = sqlite3.connect(f"file:{workdir / 'run' / 'journal.sqlite'}?mode=ro", uri=True)
+        try:
+            done = journal.execute("SELECT COUNT(*) FROM intents WHERE state='DONE'").fetchone()[0]
+        finally:
+            journal.close()
     finally:
         watching.set()
         stop(proc, signal.SIGTERM, 30)
@@ -140,7 +150,12 @@ def bench_pipeline(seconds: float = 30.0, watched: bool = False) -> dict[str, fl
            "pipeline_rss_mb": round(sum(a["rss_bytes"] for a in pipeline) / 2**20, 1),
            "pipeline_cpu_percent": round(sum(a["cpu_percent"] for a in pipeline), 1),
            "sim_rss_mb": round(sum(a["rss_bytes"] for a in sim_actor) / 2**20, 1),
-           "sim_cpu_percent": round(sum(a["cpu_percent"] for a in sim_actor), 1)}
+           "sim_cpu_percent": round(sum(a["cpu_percent"] for a in sim_actor), 1),
+           "bus_msgs_per_s": round((sum(a["msgs_out"] for a in final) - stats_sample["out"])
+                                   / half_s, 1),
+           "rss_growth_mb_second_half": round(
+               (sum(a["rss_bytes"] for a in final) - stats_sample["rss"]) / 2**20, 1),
+           "round_trips_per_min": round(done / seconds * 60, 1)}
     if t2t_us:
         out.update(tick_to_trade_us_p50=round(statistics.median(t2t_us), 1),
                    tick_to_trade_us_p99=round(percentile(t2t_us, 99), 1),

@@ -76,7 +76,7 @@ def bench_replay(data: Path | None, books: int) -> dict[str, float]:
         best = 0.0
         for _ in range(3):
             start = time.perf_counter()
-            count = sum(1 for _ in reader(data))  # type: ignore[operator]
+            count = sum(1 for _ in reader(data))
             best = max(best, count / (time.perf_counter() - start))
         figures[name] = round(best)
         figures["replay_records"] = count

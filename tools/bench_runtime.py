@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ def stop(proc: subprocess.Popen[Any], sig: int, timeout_s: float) -> None:
         proc.wait()
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
@@ -119,8 +119,11 @@ def bench_restart() -> dict[str, float]:
             start = time.monotonic()
             os.kill(hb.pid, signal.SIGKILL)
             old = hb.inc
-            hb = sup.wait_heartbeat(sub, "idle-b",
-                                    lambda h, old=old: h.inc > old and h.state == "RUNNING")
+
+            def replaced(h: Heartbeat, old: int = old) -> bool:
+                return h.inc > old and h.state == "RUNNING"
+
+            hb = sup.wait_heartbeat(sub, "idle-b", replaced)
             results.append((time.monotonic() - start) * 1000)
         sub.close()
     return {"restart_to_running_ms_p50": round(statistics.median(results), 1),
@@ -138,8 +141,11 @@ def bench_hang() -> dict[str, float]:
         last_inc = 0
         for _ in range(HANGS):
             time.sleep(0.6)
-            hb = sup.wait_heartbeat(sub, "idle-a",
-                                    lambda h, last=last_inc: h.inc > last and h.state == "RUNNING")
+
+            def restarted(h: Heartbeat, last: int = last_inc) -> bool:
+                return h.inc > last and h.state == "RUNNING"
+
+            hb = sup.wait_heartbeat(sub, "idle-a", restarted)
             last_inc = hb.inc
             # Stop right after a heartbeat so the measured delay is the whole timeout.
             start = time.monotonic()

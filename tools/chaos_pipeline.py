@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import yaml
 
 from karb.config import load_config
@@ -111,7 +111,7 @@ class Pipeline:
             # preexec_fn is safe here: the tool has started no thread yet (zmq comes later).
             self.proc = subprocess.Popen(
                 [sys.executable, str(REPO / "supervisor.py"), str(config_path)], cwd=REPO,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)  # noqa: PLW1509
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         self.seen_pids: set[int] = set()
         self.status_url = f"http://127.0.0.1:{self.config.supervisor.status_port}/api/status"
         self.rest: dict[str, str] = {v.name: v.rest_url for v in self.config.venues}

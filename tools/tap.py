@@ -25,14 +25,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import msgspec  # noqa: E402
-import zmq  # noqa: E402
+import msgspec
+import zmq
 
-from karb import bus  # noqa: E402
-from karb.config import Config, ConfigError, load_config  # noqa: E402
-from karb.messages import BusMessage  # noqa: E402
-from karb.supervision.rundir import supervisor_running  # noqa: E402
-from karb.shm import CROSSED, STALE, VALID, ShmError, TopOfBookTable, segment_path  # noqa: E402
+from karb import bus
+from karb.config import Config, ConfigError, load_config
+from karb.messages import BusMessage
+from karb.supervision.rundir import supervisor_running
+from karb.shm import CROSSED, STALE, VALID, ShmError, TopOfBookTable, segment_path
 
 
 @dataclass

@@ -6,8 +6,8 @@ owns everything else: the publisher and subscriber sockets, the control REP sock
 ``stop``), the ``hb.<actor>`` heartbeat, signals, and the watch on the supervisor.
 
 Lifecycle: STARTING (sockets bound, ``on_start`` running) → RUNNING (first heartbeat says so:
-that is readiness) → STOPPING (a ``stop`` command, SIGTERM/SIGINT from the supervisor, or the
-supervisor's death) → subscriber detached → ``on_stop`` → exit 0. An exception anywhere,
+that is readiness) → STOPPING (the ``stop`` command, which is how the supervisor stops actors,
+or the supervisor's death) → subscriber detached → ``on_stop`` → exit 0. An exception anywhere,
 ``on_message`` included, ends the process non-zero with its traceback logged once; the
 supervisor decides what happens next.
 
@@ -17,20 +17,18 @@ the whole process group (a terminal's Ctrl-C, ``timeout``, systemd's ``KillMode=
 they reach the supervisor too, which then stops everything in order. They are blocked in every
 thread of an actor (the forkserver it is forked from ignores them, so they cannot end it
 before that) and taken by one thread with ``sigwaitinfo``. Once the supervisor is gone they are
-obeyed (and the actor stops by itself anyway, see ``_watch_supervisor``).
+obeyed (and the actor stops by itself anyway). The mechanics: ``karb.actors.signals``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
-import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, ClassVar
 
 import msgspec
@@ -41,24 +39,11 @@ import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
 
 from karb import bus, curve, topics
+from karb.actors import signals
 from karb.config import Config
 from karb.exitcodes import ExitCode
 from karb.messages import (ActorState, ActorStatus, BusMessage, ControlReply, ControlRequest,
                            Heartbeat, Msg, decode, encode)
-
-# How long an orphaned actor may take to stop in order before it exits hard.
-ORPHAN_GRACE_S = 0.8
-_PR_SET_PDEATHSIG = 1
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
-
-
-def block_stop_signals() -> None:
-    """Block SIGTERM and SIGINT in the calling thread and every thread it starts afterwards
-    (the main thread, before any other exists); they are taken by ``_take_stop_signals``."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    if threading.current_thread() is threading.main_thread():
-        for sig in STOP_SIGNALS:  # the forkserver ignores them; we take them
-            signal.signal(sig, signal.SIG_DFL)
 
 
 class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -164,9 +149,9 @@ class Actor:
 
     def main(self) -> int:
         """Run the actor to completion; returns the process exit code."""
-        block_stop_signals()  # before any thread exists, so that every thread inherits it
-        _die_with_parent()
-        _watch_supervisor(self.spec.supervisor_pid, self._orphaned)
+        signals.block_stop_signals()  # before any thread exists, so that every thread inherits it
+        signals.die_with_parent()
+        signals.watch_supervisor(self.spec.supervisor_pid, self._orphaned)
         try:
             return uvloop.run(self._run())
         except Exception as exc:
@@ -203,7 +188,7 @@ class Actor:
     async def _run(self) -> int:
         loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
-        _take_stop_signals(loop, self._on_signal)
+        signals.take_stop_signals(loop, self._on_signal)
         cfg = self.config
         self.ctx = zmq.Context()
         keys = bus.curve_keys(cfg.bus)
@@ -353,58 +338,9 @@ class Actor:
             self.ctx.destroy(linger=0)
 
 
-def _die_with_parent() -> None:
-    """SIGTERM us when our parent (the forkserver, which exits with the supervisor) dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the supervisor watch below still applies
-        pass
-
-
 def _sole_cause(exc: BaseException) -> BaseException:
     """The one exception inside (nested) single-member groups: the TaskGroup's wrapping adds
     nothing to a traceback a trader has to read."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
-
-
-def _take_stop_signals(loop: asyncio.AbstractEventLoop,
-                       handler: Callable[[int, int], None]) -> None:
-    """A thread that takes the blocked SIGTERM/SIGINT with their sender's pid and hands them to
-    ``handler(signo, sender_pid)`` on the loop. Signals that came earlier are pending: taken now."""
-
-    def take() -> None:
-        while True:
-            info = signal.sigwaitinfo(STOP_SIGNALS)
-            try:
-                loop.call_soon_threadsafe(handler, info.si_signo, info.si_pid)
-            except RuntimeError:  # the loop is closed: the process is exiting anyway
-                return
-
-    threading.Thread(target=take, name="stop-signals", daemon=True).start()
-
-
-def _watch_supervisor(supervisor_pid: int, orphaned: threading.Event) -> None:
-    """A thread that ends the process once the supervisor is gone, even if the loop is stuck:
-    SIGTERM first (orderly stop), then a hard exit after ORPHAN_GRACE_S."""
-
-    def watch() -> None:
-        try:
-            fd = os.pidfd_open(supervisor_pid)
-        except ProcessLookupError:
-            os._exit(ExitCode.ORPHANED)
-        except (OSError, AttributeError):
-            fd = None
-        if fd is not None:
-            select.select([fd], [], [])
-        else:
-            while psutil.pid_exists(supervisor_pid):
-                time.sleep(0.1)
-        orphaned.set()
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(ORPHAN_GRACE_S)
-        os._exit(ExitCode.ORPHANED)
-
-    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()

@@ -38,7 +38,7 @@ class Book(Actor):
 
     async def on_start(self) -> None:
         cfg = self.config
-        self.venue_index = {v.name: i for i, v in enumerate(cfg.venues)}
+        self.venue_index: dict[str, int] = {v.name: i for i, v in enumerate(cfg.venues)}
         self.market_index = {m: i for i, m in enumerate(cfg.markets)}
         self.table = TopOfBookTable.attach(segment_path(cfg.run_dir), len(cfg.venues),
                                            len(cfg.markets), writable=True)

@@ -138,7 +138,7 @@ class Execution(Actor):
         assert self.actx is not None
         sock = self.actx.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(bus.service_endpoint(self.config, self.name))
+        bus.bind(sock, bus.service_endpoint(self.config, self.name))  # 0600 over ipc
         try:
             while True:
                 payload = await sock.recv()

@@ -8,12 +8,13 @@ age; a market silent for ``stale_after_ms`` is reported stale (and logged once).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 
 from karb import topics
 from karb.actors.base import Actor
-from karb.config import ConfigError, VenueConfig
+from karb.config import Config, ConfigError, VenueConfig
 from karb.exchanges.registry import make_book_stream
 from karb.exchanges.types import OrderBook
 from karb.messages import BookUpdate
@@ -34,7 +35,7 @@ class Feed(Actor):
     Params = FeedParams
 
     @classmethod
-    def preflight(cls, config, params) -> None:  # type: ignore[no-untyped-def]
+    def preflight(cls, config: Config, params: Any) -> None:
         if not any(v.name == params.venue for v in config.venues):
             raise ConfigError(f"config error: {config.path}: feed venue {params.venue!r} is not "
                               "in venues")

@@ -7,7 +7,8 @@ import sys
 from setproctitle import setproctitle
 
 from karb import logs
-from karb.actors.base import ChildSpec, block_stop_signals
+from karb.actors.base import ChildSpec
+from karb.actors.signals import block_stop_signals
 from karb.actors.registry import resolve
 
 

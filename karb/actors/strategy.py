@@ -17,7 +17,7 @@ from karb import bus, clock, topics
 from karb.actors.base import Actor
 from karb.messages import BusMessage, DepthUpdate, Intent, IntentAck, Position, Signal
 from karb.shm import VALID, TopOfBookTable, segment_path
-from karb.trading.decide import Decider, Decision, StrategyParams
+from karb.trading.decide import Decider, Sized, StrategyParams
 
 __all__ = ["Strategy", "StrategyParams"]
 
@@ -84,7 +84,7 @@ class Strategy(Actor):
         for d in self.decider.evaluate(market):
             self._act(d, recv_mono)
 
-    def _act(self, d: Decision, recv_mono: int) -> None:
+    def _act(self, d: Sized, recv_mono: int) -> None:
         opp = d.opp
         if d.decision == "sent":
             self.outbox.put_nowait(Intent(
@@ -92,13 +92,15 @@ class Strategy(Actor):
                 sell_venue=d.sell_venue, volume=opp.volume, buy_limit=d.buy_limit,
                 sell_limit=d.sell_limit, net_bps=opp.net_bps, recv_mono=recv_mono,
                 ts_event=clock.time_ns(), ts_init=clock.time_ns()))
-        self.decisions[d.decision] = self.decisions.get(d.decision, 0) + 1
+        counted = f"{d.decision}:{d.about}" if d.about else d.decision
+        self.decisions[counted] = self.decisions.get(counted, 0) + 1
         self.publish(topics.signal(d.market), Signal(
             market=d.market, buy_venue=d.buy_venue, sell_venue=d.sell_venue,
             best_ask=d.best_ask, best_bid=d.best_bid, gross_bps=opp.gross_bps,
             net_bps=opp.net_bps, volume=opp.volume, buy_limit=d.buy_limit,
             sell_limit=d.sell_limit, expected_pnl_krw=opp.pnl_krw, decision=d.decision,
-            intent_id=d.intent_id, ts_event=clock.time_ns(), ts_init=clock.time_ns()))
+            intent_id=d.intent_id, venue=d.about, ts_event=clock.time_ns(),
+            ts_init=clock.time_ns()))
         if d.decision == "sent":
             self.log.info("signal %s buy %s sell %s net %.1f bps gross %.1f bps size %.8g "
                           "(~%.0f KRW, limited by %s) exp. pnl %.0f KRW -> %s", d.market,

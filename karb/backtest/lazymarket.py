@@ -72,7 +72,7 @@ class LazyMarketModel(MarketModel):
             self.fair[market] *= math.exp(gauss(0.0, sigma))
         self._update_offsets(now_ms)
         noise_sd = cfg.noise_bps * 0.6
-        for key, vm in self.state.items():
+        for vm in self.state.values():
             vm.noise_bps = 0.8 * vm.noise_bps + gauss(0.0, noise_sd)
         changed = []
         hot_now = set()

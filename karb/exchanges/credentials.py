@@ -4,6 +4,7 @@ never prints its value (repr, str, format, logs and exception messages all show 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from karb.config import Config, ConfigError, VenueConfig
 
@@ -26,7 +27,7 @@ class Secret:
     def __format__(self, spec: str) -> str:
         return repr(self)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError("a Secret is not to be pickled or sent anywhere")
 
     def __eq__(self, other: object) -> bool:

@@ -6,7 +6,6 @@ what an unanswered POST means."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -124,7 +123,7 @@ class RestTransport:
                 status = resp.status
                 self.limiter.observe(group, resp.headers)
                 retry_after = resp.headers.get("Retry-After")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise VenueUnavailable(self.venue, type(exc).__name__, str(exc) or "no answer") from None
         if status in (418, 429):
             pause = self.limiter.on_429(group, float(retry_after) if retry_after else None)

@@ -122,7 +122,7 @@ class BookStream:
         except Resync as exc:
             self.stats.resyncs += 1
             log.warning("%s stream: resync (%s)", self.protocol.venue, exc)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.stats.errors += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("%s stream: %s", self.protocol.venue, self.stats.last_error)
@@ -132,7 +132,7 @@ class BookStream:
         while True:
             try:
                 msg = await ws.receive(timeout=self.stale_after_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.stats.stale_reconnects += 1
                 log.warning("%s stream: no frame for %.1f s, replacing the connection",
                             self.protocol.venue, self.stale_after_s)

@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from karb import clock, topics
 from karb.exchanges.client import VenueClient
@@ -152,11 +153,11 @@ class Executor:
             return Acceptance(IntentAck(intent_id=intent.intent_id, accepted=state != "REJECTED",
                                         reason=reason))
         legs: list[LegRecord] = []
-        reason = self._risk(intent)
-        if reason is not None:
-            self.journal.reject_intent(intent, reason)
-            ack = IntentAck(intent_id=intent.intent_id, accepted=False, reason=reason)
-            log.info("risk check FAIL %s %s: %s", intent.intent_id, intent.market, reason)
+        refusal = self._risk(intent)
+        if refusal is not None:
+            self.journal.reject_intent(intent, refusal)
+            ack = IntentAck(intent_id=intent.intent_id, accepted=False, reason=refusal)
+            log.info("risk check FAIL %s %s: %s", intent.intent_id, intent.market, refusal)
         else:
             legs = [LegRecord(leg_client_id(intent.intent_id, "buy"), intent.intent_id, "buy",
                               intent.buy_venue, intent.market, "buy", intent.buy_limit,
@@ -353,7 +354,7 @@ class Executor:
         self.journal.halt(market, text)
         self.alert("critical", market, f"HALT {market}: {text}")
 
-    def alert(self, level: str, market: str, text: str) -> None:
+    def alert(self, level: Literal["warning", "critical"], market: str, text: str) -> None:
         (log.critical if level == "critical" else log.warning)("%s", text)
         now = clock.time_ns()
         self.publish(topics.ALERT, Alert(level=level, market=market, text=text,

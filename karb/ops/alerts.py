@@ -7,7 +7,8 @@ Rules (names shared with ``deploy/prometheus.yml``'s alerting rules):
 |---|---|---|
 | ``balance_low`` | venue/currency | free balance below ``alerts.balance_floors[venue][currency]`` |
 | ``intent_failures`` | all | at least ``alerts.failed_intents`` intents in a row failed |
-| ``stream_down`` | venue | the feed's freshest market is older than ``stream_down_s``, or the feed actor has not been RUNNING for that long |
+| ``stream_down`` | venue | the feed's freshest market is older than ``stream_down_s``, or the feed |
+| | | actor has not been RUNNING for that long |
 | ``halt`` | market | execution reports the market halted |
 | ``kill_switch`` | all | execution's kill switch is engaged |
 | ``actor_restarts`` | actor | at least ``alerts.restarts`` restarts within ``restarts_window_s`` |

@@ -175,12 +175,12 @@ def add_routes(app: web.Application, state: VenueState) -> None:
             if wanted not in ("ALL", cur) and cur != "KRW":
                 continue
             c = cur.lower()
-            data.update({f"total_{c}": num(b.free + b.locked), f"in_use_{c}": num(b.locked),  # type: ignore[dict-item]
-                         f"available_{c}": num(b.free)})  # type: ignore[dict-item]
+            data.update({f"total_{c}": num(b.free + b.locked), f"in_use_{c}": num(b.locked),
+                         f"available_{c}": num(b.free)})
             if cur != "KRW":
                 market = f"KRW-{cur}"
                 if market in state.model.markets:
-                    data[f"xcoin_last_{c}"] = num(state.model.ticker(state.name, market).trade_price)  # type: ignore[assignment]
+                    data[f"xcoin_last_{c}"] = num(state.model.ticker(state.name, market).trade_price)
         return ok_json({"status": "0000", "data": data})
 
     async def place(account: Account, params: dict[str, str]) -> web.Response:

@@ -209,7 +209,7 @@ class Exchange:
         if order.ord_type == "limit":
             total = order.price * order.volume  # type: ignore[operator]
         elif order.ord_type == "price":
-            total = order.price  # type: ignore[assignment]
+            total = order.price
         else:
             total = order.volume * best_bid  # type: ignore[operator]
         if total < self.min_total:
@@ -219,7 +219,7 @@ class Exchange:
             need = total * (1 + self.fee_rate)
             have = account.balance(order.quote).free
         else:
-            need = order.volume  # type: ignore[assignment]
+            need = order.volume
             have = account.balance(order.base).free
         if need > have + 1e-12:
             currency = order.quote if side == "bid" else order.base

@@ -63,11 +63,10 @@ class SimServer:
                         for a in account_cfgs]
             state_ref: list[VenueState] = []
 
-            def clock(ref: list[VenueState] = state_ref) -> int:  # the venue's (skewable) clock
+            def clock(ref: list[VenueState] = state_ref) -> int:  # this venue's, not the last one's
                 return ref[0].now_ns()
 
-            exchange = Exchange(venue, self.model, vcfg.fee_rate, vcfg.min_total_krw, accounts,
-                                clock)
+            exchange = Exchange(venue, self.model, vcfg.fee_rate, vcfg.min_total_krw, accounts, clock)
             state = VenueState(venue, vcfg, self.sim, self.model, exchange)
             state_ref.append(state)
             self.venues[venue] = state

@@ -98,7 +98,8 @@ class Session:
         return _JSON.encode([frame] if self.fmt.endswith("_LIST") else frame)
 
 
-def parse_request(text: str, family: str, private: bool) -> tuple[dict[str, list[tuple[str, int]]], set[str], set[str], str, int]:
+def parse_request(text: str, family: str, private: bool
+                  ) -> tuple[dict[str, list[tuple[str, int]]], set[str], set[str], str, int]:
     """(subs, snapshot-only types, realtime-only types, format, level) or VenueError(name)."""
     try:
         items = json.loads(text)

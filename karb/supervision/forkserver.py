@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psutil
 
@@ -46,7 +47,8 @@ def stop_signals_ignored_by_spawned() -> Iterator[None]:
 
 def is_running() -> bool:
     """False if the forkserver has died (the next spawn starts a new one)."""
-    pid = multiprocessing.forkserver._forkserver._forkserver_pid
+    server: Any = multiprocessing.forkserver._forkserver
+    pid = server._forkserver_pid
     if pid is None:
         return False
     try:
@@ -74,7 +76,7 @@ def start(preload: list[str]) -> None:
         # pending one is delivered to remember(), then they are blocked again.
         multiprocessing.resource_tracker.ensure_running()
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        early |= signal.sigpending() & _STOP_SIGNALS
+        early |= {int(sig) for sig in signal.sigpending() & _STOP_SIGNALS}
         for sig in _STOP_SIGNALS:  # discards pending ones: collected just above
             signal.signal(sig, signal.SIG_IGN)
         if not early:  # else the supervisor stops before it would spawn anything
@@ -82,15 +84,16 @@ def start(preload: list[str]) -> None:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    for sig in early:
-        os.kill(os.getpid(), sig)
+    for signo in early:
+        os.kill(os.getpid(), signo)
 
 
 def stop(timeout_s: float = 2.0) -> None:
     """End the forkserver and the resource tracker and reap them, so that nothing of ours is
     left when the supervisor returns its exit code. Called once every actor has exited."""
-    server = multiprocessing.forkserver._forkserver
-    tracker = multiprocessing.resource_tracker._resource_tracker
+    # Private singletons (no public API in 3.11): typed Any, read only in this module.
+    server: Any = multiprocessing.forkserver._forkserver
+    tracker: Any = multiprocessing.resource_tracker._resource_tracker
     # The forkserver first (it holds a copy of the tracker's pipe). It has no child left and
     # nothing to finish: closing its pipe asks it to exit, but while it still imports its
     # preload (a stop during start) it would not notice for a while, so it gets SIGKILL soon.

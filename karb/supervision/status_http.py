@@ -33,8 +33,8 @@ class StatusServer:
             await self._runner.cleanup()
             self._runner = None
             raise
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        addresses = self._runner.addresses  # (host, port) of what it listens on
+        self.port = int(addresses[0][1]) if addresses else port
         return self.port
 
     async def _handle(self, request: web.Request) -> web.Response:

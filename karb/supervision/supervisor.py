@@ -1,13 +1,17 @@
 """The supervision tree: start actors in order, watch them, restart them, stop them in reverse.
 
-- Children are forked from a multiprocessing forkserver that preloaded every heavy module, so a
-  restart costs a fork, not an interpreter start.
+- Children are forked from a multiprocessing forkserver that preloaded the modules they need,
+  so a restart costs a fork, not an interpreter start (``forkserver.py``: it ignores SIGTERM and
+  SIGINT, and is reaped before the exit code is returned).
 - An exit is seen at once (the process sentinel is a file descriptor on the event loop); a hang
   is seen by missed heartbeats (``hb.<actor>`` older than ``heartbeat_timeout_ms``) and answered
   with SIGKILL, after which the exit path restarts it.
-- Restart type per child, exponential back-off with jitter, and an intensity limit: past it the
-  supervisor stops everything in order and exits with ``ExitCode.RESTART_INTENSITY``.
-- SIGTERM / SIGINT: stop in reverse order (SIGTERM, ``shutdown_timeout_ms``, SIGKILL), exit 0.
+- Restart type per child, exponential back-off with jitter, and an intensity limit per child
+  with a backstop over all (``restart.py``): past it the supervisor stops everything in order
+  and exits with ``ExitCode.RESTART_INTENSITY``, naming the child.
+- SIGTERM / SIGINT, to us alone or to the whole process group: from that moment an exit is a
+  stop, never a crash to restart; stop in reverse order (the ``stop`` command on each child's
+  control socket, ``shutdown_timeout_ms``, SIGKILL), exit 0. Children leave those signals to us.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Literal
 
 import psutil
-import uvloop
 import zmq
 
 from karb import bus, topics
@@ -46,6 +49,14 @@ CHECK_INTERVAL_S = 0.02
 STATS_INTERVAL_S = 1.0
 
 
+# DOWN: not running (before the first start, or waiting out a restart back-off) · STARTING:
+# spawned, no RUNNING heartbeat yet · RUNNING · HUNG: SIGKILLed for a missed heartbeat (or no
+# RUNNING in time after a restart), its exit not seen yet; restarted once it is · STOPPING: asked
+# to stop · EXITED: ended and not to be restarted (a stop, or a clean exit of a transient or
+# temporary actor) · FAILED: ended abnormally and its restart type says not to restart.
+ChildState = Literal["DOWN", "STARTING", "RUNNING", "HUNG", "STOPPING", "EXITED", "FAILED"]
+
+
 @dataclass
 class Child:
     spec: ActorSpec
@@ -53,7 +64,7 @@ class Child:
     incarnation: int = 0
     process: BaseProcess | None = None
     pid: int | None = None
-    state: str = "DOWN"  # DOWN, STARTING, RUNNING, STOPPING, EXITED, FAILED
+    state: ChildState = "DOWN"
     restarts: int = 0
     spawned_at: float = 0.0
     last_heartbeat_at: float = 0.0
@@ -262,6 +273,7 @@ class Supervisor:
             child.exited.set()
             self._after_failure(child, "failed to start")
             return
+        assert proc.pid is not None  # started
         child.process, child.pid = proc, proc.pid
         child.ps = _ps(proc.pid)
         assert self._loop is not None

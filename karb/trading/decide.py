@@ -26,7 +26,7 @@ import msgspec
 from karb import clock
 from karb.exchanges.ticks import floor_lot
 from karb.exchanges.types import Level
-from karb.messages import DepthUpdate, Position
+from karb.messages import Decision, DepthUpdate, Position
 from karb.trading.arb import MIN_ORDER_KRW, Caps, Opportunity, limit_prices, size_trade
 from karb.trading.risk import notional_cap
 
@@ -52,7 +52,7 @@ class TopView(Protocol):
 
 
 @dataclass(frozen=True)
-class Decision:
+class Sized:
     """One sized opportunity and what the filters made of it (``sent`` or why not)."""
 
     market: str
@@ -61,7 +61,8 @@ class Decision:
     opp: Opportunity
     buy_limit: float
     sell_limit: float
-    decision: str
+    decision: Decision
+    about: str  # the venue a not_valid / stale decision is about, else ""
     intent_id: str  # "" unless sent
     best_ask: float
     best_bid: float
@@ -121,7 +122,7 @@ class Decider:
 
     # -- deciding --------------------------------------------------------------------------------
 
-    def evaluate(self, market: str) -> list[Decision]:
+    def evaluate(self, market: str) -> list[Sized]:
         out = []
         for buy_venue in self.venues:
             for sell_venue in self.venues:
@@ -131,7 +132,7 @@ class Decider:
                         out.append(decision)
         return out
 
-    def direction(self, market: str, buy_venue: str, sell_venue: str) -> Decision | None:
+    def direction(self, market: str, buy_venue: str, sell_venue: str) -> Sized | None:
         buy_book, sell_book = self.depth.get((buy_venue, market)), self.depth.get((sell_venue, market))
         if buy_book is None or sell_book is None:
             return None
@@ -145,15 +146,16 @@ class Decider:
         cap = self.notional_cap()
         if opp.volume * buy_limit > cap:  # execution checks it at the limit price
             opp = dataclasses.replace(opp, volume=floor_lot(cap / buy_limit))
-        decision = self.filter(market, buy_venue, sell_venue, opp.volume, buy_limit, sell_limit)
+        decision, about = self.filter(market, buy_venue, sell_venue, opp.volume, buy_limit,
+                                      sell_limit)
         intent_id = ""
         if decision == "sent":
             intent_id = self.new_id()
             now = clock.monotonic_ns()
             self.in_flight[intent_id] = now
             self.cooldown_until[market] = now + p.cooldown_ms * 1_000_000
-        return Decision(market, buy_venue, sell_venue, opp, buy_limit, sell_limit, decision,
-                        intent_id, buy_book.asks[0][0], sell_book.bids[0][0])
+        return Sized(market, buy_venue, sell_venue, opp, buy_limit, sell_limit, decision, about,
+                     intent_id, buy_book.asks[0][0], sell_book.bids[0][0])
 
     def caps(self, market: str, buy_venue: str, sell_venue: str, asks: list[Level]) -> Caps:
         coin = market.split("-", 1)[1]
@@ -177,26 +179,27 @@ class Decider:
         return notional_cap(self.params.max_notional_krw, self.params.max_notional_btc, asks)
 
     def filter(self, market: str, buy_venue: str, sell_venue: str, volume: float,
-               buy_limit: float, sell_limit: float) -> str:
+               buy_limit: float, sell_limit: float) -> tuple[Decision, str]:
+        """The decision, and the venue it is about (not_valid, stale) or ""."""
         p = self.params
         if volume * buy_limit < MIN_ORDER_KRW or volume * sell_limit < MIN_ORDER_KRW:
-            return "below_min_order"
+            return "below_min_order", ""
         for venue in (buy_venue, sell_venue):
             top = self.tops.top(venue, market)
             if top is None:
-                return f"not_valid:{venue}"
+                return "not_valid", venue
             if clock.monotonic_ns() - top[1] > p.stale_after_ms * 1_000_000:
-                return f"stale:{venue}"
+                return "stale", venue
         if self.position is not None and market in self.position.halted:
-            return "halted"
+            return "halted", ""
         now = clock.monotonic_ns()
         if now < self.cooldown_until.get(market, 0):
-            return "cooldown"
+            return "cooldown", ""
         if len(self.in_flight) >= p.max_in_flight:
-            return "in_flight_cap"
+            return "in_flight_cap", ""
         if max(self.move_bps(buy_venue, market), self.move_bps(sell_venue, market)) > p.max_move_bps:
-            return "volatile"
-        return "sent"
+            return "volatile", ""
+        return "sent", ""
 
     def move_bps(self, venue: str, market: str) -> float:
         """How far this venue's mid ranged over the last ``vol_window_ms``, in bps."""

@@ -112,7 +112,7 @@ def sim_in_thread(**overrides: Any) -> Iterator[tuple[SimServer, dict[str, Endpo
                     ready.set()
                     while not stop.is_set():
                         await asyncio.sleep(0.02)
-            except Exception as exc:  # noqa: BLE001 -- any start failure is re-raised in the test thread
+            except Exception as exc:
                 holder["error"] = exc
                 ready.set()
         asyncio.run(main())

@@ -8,25 +8,28 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from typing import Any
+
 import aiohttp
 import pytest
 
 from karb.exchanges.bithumb.legacy import LegacyBookProtocol
 from karb.exchanges.bithumb.rest import BithumbClient
 from karb.exchanges.bithumb.ws import BithumbBookProtocol
-from karb.exchanges.client import VenueClient
 from karb.exchanges.credentials import Credentials, Secret
 from karb.exchanges.errors import (AuthError, InsufficientFunds, InvalidOrder, OrderNotFound,
                                    OutcomeUnknown)
 from karb.exchanges.types import OrderBook, OrderState
 from karb.exchanges.upbit.rest import UpbitClient
 from karb.exchanges.upbit.ws import UpbitBookProtocol
+from karb.exchanges.v1api.client import V1Client
 from karb.exchanges.wsstream import BookProtocol, BookStream
+from karb.sim.server import Endpoint, SimServer
 from tests.integration.simkit import running_sim
 
 CREDS = Credentials(Secret("sim-access"), Secret("sim-secret"))
-CLIENTS: dict[str, Callable[[str, Credentials], VenueClient]] = {"upbit": UpbitClient,
-                                                                 "bithumb": BithumbClient}
+CLIENTS: dict[str, Callable[[str, Credentials], V1Client]] = {"upbit": UpbitClient,
+                                                              "bithumb": BithumbClient}
 
 
 async def until(check: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
@@ -37,7 +40,8 @@ async def until(check: Callable[[], object], timeout: float = 5.0, what: str = "
 
 
 @asynccontextmanager
-async def client_for(venue: str, **sim: object) -> AsyncIterator[tuple[VenueClient, object, dict]]:
+async def client_for(venue: str, **sim: Any
+                     ) -> AsyncIterator[tuple[V1Client, SimServer, dict[str, Endpoint]]]:
     async with running_sim(**sim) as (server, ep):
         client = CLIENTS[venue](ep[venue].rest, CREDS)
         try:
@@ -185,6 +189,7 @@ async def test_legacy_feed_tracks_the_venue_book_and_resyncs_after_a_drop() -> N
             for market in ("KRW-BTC", "KRW-XRP"):
                 mine = [b for b in books if b.market == market][-1]
                 vm = server.model.state[("bithumb", market)]
+                assert vm.prev_book is not None
                 # what we built from snapshot + deltas is the venue's book (or the one just
                 # before it, if a step landed after our last frame)
                 assert (mine.bids[0], mine.asks[0]) in (

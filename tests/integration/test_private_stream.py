@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from karb.exchanges.credentials import Credentials, Secret
-from karb.exchanges.private_stream import OrderUpdate, PrivateOrderStream
+from karb.exchanges.private_stream import PrivateVenue, OrderUpdate, PrivateOrderStream
 from karb.exchanges.types import OrderState
 from karb.sim.server import SimServer
 from tests.integration.simkit import ACCESS, SECRET, private_post, running_sim
@@ -49,7 +49,7 @@ async def place(s: aiohttp.ClientSession, base: str, venue: str, body: dict[str,
 
 
 @pytest.mark.parametrize("venue", ["upbit", "bithumb"])
-async def test_updates_for_resting_and_filled_orders(venue: str) -> None:
+async def test_updates_for_resting_and_filled_orders(venue: PrivateVenue) -> None:
     async with running_sim(rate_limits={"enabled": False}) as (server, ep), aiohttp.ClientSession() as s:
         updates: list[OrderUpdate] = []
         stream = PrivateOrderStream(venue, ep[venue].ws, CREDS, updates.append)
@@ -83,7 +83,7 @@ async def fault(s: aiohttp.ClientSession, base: str, name: str, **body: object) 
 
 
 @pytest.mark.parametrize("venue", ["upbit", "bithumb"])
-async def test_reconnects_after_drop_and_stall(venue: str) -> None:
+async def test_reconnects_after_drop_and_stall(venue: PrivateVenue) -> None:
     async with running_sim(rate_limits={"enabled": False}) as (server, ep), aiohttp.ClientSession() as s:
         base = ep[venue].rest
         updates: list[OrderUpdate] = []

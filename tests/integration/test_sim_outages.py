@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 
+from typing import Any
+
 import aiohttp
 
 from tests.integration.simkit import running_sim
 
 # Outages several times a second, each a few hundred ms: a test sees both states quickly.
-BUSY = {"outages": {"ws_drops_per_hour": 7200.0, "rest_outages_per_hour": 18_000.0,
+BUSY: dict[str, Any] = {"outages": {"ws_drops_per_hour": 7200.0, "rest_outages_per_hour": 18_000.0,
                     "rest_outage_s": 0.3, "rest_status": 503},
         "rate_limits": {"enabled": False}}  # the test polls as fast as it can
 

@@ -90,7 +90,8 @@ def test_pybithumb_websocket_manager(bithumb_sim: Any, kind: str, ticktype: list
     wm.start()
     queue = wm._WebSocketManager__q  # ... then read its queue with a deadline, never hang
     try:
-        want = {(s, t) for s in ("BTC_KRW", "ETH_KRW") for t in (ticktype or [None])}
+        ticks: list[str | None] = list(ticktype) if ticktype else [None]
+        want = {(s, t) for s in ("BTC_KRW", "ETH_KRW") for t in ticks}
         seen: set[tuple[str, str | None]] = set()
         deadline = time.monotonic() + 20
         while not want <= seen:

@@ -16,7 +16,7 @@ DEADLINE = 5.0
 
 
 async def frames(ws: aiohttp.ClientWebSocketResponse, n: int, binary: bool = True) -> list[Any]:
-    out = []
+    out: list[Any] = []
     deadline = time.monotonic() + DEADLINE
     while len(out) < n:
         msg = await ws.receive(timeout=max(deadline - time.monotonic(), 0.01))
@@ -128,9 +128,14 @@ async def test_upbit_private_stream_my_order_and_my_asset() -> None:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.01)
             assert (await private_post(s, ep["upbit"].rest, "/v1/orders", body)).status == 201
-            got = await frames(ws, 4)
+            got: list[Any] = []
+            while not (any(f["type"] == "myOrder" and f["state"] == "trade" for f in got)
+                       and any(f["type"] == "myAsset" for f in got)):
+                assert len(got) < 10, f"no myOrder trade frame and myAsset frame in {got}"
+                got += await frames(ws, 1)  # fails after DEADLINE without a frame
             orders = [f for f in got if f["type"] == "myOrder"]
             assets = [f for f in got if f["type"] == "myAsset"]
             assert orders[0]["identifier"] == "ws-1" and orders[0]["state"] == "wait"
-            assert any(f["state"] == "trade" for f in orders) or len(got) == 4
-            assert assets and {a["currency"] for a in assets[0]["assets"]} == {"KRW", "BTC"}
+            trade = next(f for f in orders if f["state"] == "trade")
+            assert trade["identifier"] == "ws-1" and trade["trade_uuid"] and trade["executed_volume"] > 0
+            assert {a["currency"] for a in assets[0]["assets"]} == {"KRW", "BTC"}

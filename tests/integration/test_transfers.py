@@ -44,7 +44,7 @@ async def until(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> An
 async def venues(**transfers: Any) -> AsyncIterator[tuple[SimServer, dict[str, TransferClient], dict[str, str]]]:
     cfg = {**FAST, **transfers}
     async with running_sim(rate_limits={"enabled": False}, transfers=cfg) as (server, ep):
-        clients = {v: TransferClient(v, ep[v].rest, CREDS) for v in ("upbit", "bithumb")}  # type: ignore[arg-type]
+        clients = {v: TransferClient(v, ep[v].rest, CREDS) for v in ("upbit", "bithumb")}
         try:
             yield server, clients, {v: e.rest for v, e in ep.items()}
         finally:

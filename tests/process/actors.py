@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import zmq
@@ -74,3 +75,29 @@ class Service(Actor):
                 await sock.send(encode(ControlReply(req_id=req_id, ok=True, detail="served")))
         finally:
             sock.close(linger=0)
+
+
+class ClosesOnStopParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    source: str
+
+
+class ClosesOnStop(Actor):
+    """Releases what its handler uses in on_stop and takes a while doing it (as book closes its
+    shared-memory table): a message handed over after that is an error."""
+
+    Params = ClosesOnStopParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed = False
+
+    def subscriptions(self) -> list[tuple[str, bytes]]:
+        return [(self.params.source, topics.probe(self.params.source))]
+
+    def on_message(self, topic: bytes, msg: BusMessage) -> None:
+        if self.closed:
+            raise RuntimeError("a message was handed over after on_stop released its resources")
+
+    async def on_stop(self) -> None:
+        self.closed = True
+        await asyncio.sleep(0.3)  # flushing: the loop runs, messages keep arriving

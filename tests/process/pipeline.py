@@ -30,7 +30,7 @@ def pipeline_config(workdir: Path, markets: list[str], strategy: dict[str, Any] 
              "max_notional_krw": 1_000_000, "max_move_bps": 200, **(strategy or {})}
     exe = {"mode": "live", "max_notional_krw": 1_000_000, "leg_timeout_ms": 3000,
            **(execution or {})}
-    actors = [{"name": "sim", "kind": "sim"},
+    actors: list[dict[str, Any]] = [{"name": "sim", "kind": "sim"},
               {"name": "feed.upbit", "kind": "feed", "params": {"venue": "upbit"}},
               {"name": "feed.bithumb", "kind": "feed", "params": {"venue": "bithumb"}},
               {"name": "book", "kind": "book", "params": {"stale_after_ms": 1500}},
@@ -89,14 +89,16 @@ def rows(sup: SupervisorProc, sql: str, *args: Any) -> list[sqlite3.Row]:
         db.close()
 
 
-def quiesce(sup: SupervisorProc) -> None:
+def quiesce(sup: SupervisorProc, executor: str = "execution") -> None:
     """Engage the kill switch (a KILL file) and wait until nothing is in flight."""
     from tests.support import eventually
     (sup.run_dir / "KILL").touch()
-    # Once execution reports the switch engaged, every intent it accepted before has its legs
-    # journaled (accept writes them before it answers): waiting on the journal is then enough.
-    eventually(lambda: sup.actors()["execution"]["extra"].get("kill_switch") == 1.0,
-               10, what="the kill switch seen by execution")
+    # Execution looks at the file at most every 100 ms: once its heartbeat says it saw it, no
+    # intent is accepted any more, and every one accepted before is in the journal (an intent
+    # and its legs are written before the ack).
+    eventually(lambda: sup.actors()[executor]["extra"].get("kill_switch") == 1.0
+               and sup.actors()[executor]["state"] == "RUNNING", 20,
+               what="the kill switch seen by execution")
     eventually(lambda: not rows(sup, "SELECT 1 FROM intents WHERE state IN "
                                      "('ACCEPTED','RECONCILING')")
                and not rows(sup, "SELECT 1 FROM legs WHERE state IN ('PENDING','SENT','UNKNOWN')"), 20,

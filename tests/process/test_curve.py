@@ -6,8 +6,8 @@ from __future__ import annotations
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
@@ -18,7 +18,7 @@ from karb.config import load_config
 from karb.messages import ControlReply, ControlRequest, decode, encode
 from tests.support import REPO, SupervisorProc, free_ports, write_config
 
-ACTORS = [{"name": "src", "kind": "probe_source", "params": {"interval_us": 5000}},
+ACTORS: list[dict[str, Any]] = [{"name": "src", "kind": "probe_source", "params": {"interval_us": 5000}},
           {"name": "svc", "kind": "tests.process.actors:Service"}]
 SILENCE_MS = 700  # what a refused client waits for an answer that must not come
 

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from karb.messages import BookUpdate
 from karb.recording import read_messages, recording_files
@@ -24,7 +25,7 @@ def config(workdir: Path) -> Path:
               for n, p in (("upbit", up), ("bithumb", bt))]
     sim = {"seed": 3, "step_ms": 100, "dislocation": {"rate_per_min": 0.0},
            "upbit": {"port": up}, "bithumb": {"port": bt}}
-    actors = [{"name": "sim", "kind": "sim"},
+    actors: list[dict[str, Any]] = [{"name": "sim", "kind": "sim"},
               {"name": "feed.upbit", "kind": "feed", "params": {"venue": "upbit"}},
               {"name": "feed.bithumb", "kind": "feed", "params": {"venue": "bithumb"}},
               {"name": "recorder", "kind": "recorder", "params": {}}]

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 
 import msgspec
 import pytest
+import zmq
 
-from karb.bus import GapTracker, ReplyCache
-from karb.config import SupervisorConfig
-from karb.messages import Heartbeat, decode, encode
+from karb.bus import GapTracker, Publisher, ReplyCache, Subscriber
+from karb.config import BusConfig, SupervisorConfig
+from karb.messages import BusMessage, Heartbeat, Probe, decode, encode
 from karb.supervision.restart import RestartPolicy, should_restart
 from karb import topics
 
@@ -90,3 +93,37 @@ def test_one_crash_of_every_actor_fits_but_the_backstop_still_trips() -> None:
         assert policy.record(name, 6.0 + i) is None
     exceeded = policy.record("actor5", 12.0)  # 12th: no actor past its own limit of 5
     assert exceeded is not None and "max_restarts_total" in exceeded and "actor5" in exceeded
+
+
+async def test_a_failing_handler_detaches_the_subscriber_and_is_reported_once() -> None:
+    """Not left to the loop's exception handler (which would log it and leave the socket deaf):
+    the subscriber stops delivering and hands the exception over, once."""
+    ctx = zmq.Context()
+    cfg = BusConfig()
+    pub = Publisher(ctx, "inproc://failing-handler", "src", 1, cfg)
+    seen: list[BusMessage] = []
+    errors: list[BaseException] = []
+
+    def handler(topic: bytes, msg: BusMessage) -> None:
+        seen.append(msg)
+        raise RuntimeError("handler failed")
+
+    sub = Subscriber(ctx, cfg, handler, on_error=errors.append)
+    try:
+        sub.connect(["inproc://failing-handler"])
+        sub.subscribe([b"probe."])
+        sub.attach(asyncio.get_running_loop())
+        deadline = time.monotonic() + 5
+        while not errors:  # the first messages may go before the subscription lands
+            assert time.monotonic() < deadline, "the handler never ran"
+            pub.publish(b"probe.src", Probe(n=len(seen)))
+            await asyncio.sleep(0.005)
+        for n in range(3):
+            pub.publish(b"probe.src", Probe(n=100 + n))
+        sub.drain()  # as the loop would on a readable socket: nothing more is handed over
+        assert len(seen) == 1 and len(errors) == 1
+        assert str(errors[0]) == "handler failed"
+    finally:
+        sub.close()
+        pub.close()
+        ctx.destroy(linger=0)

@@ -5,13 +5,14 @@ import threading
 import time
 
 import pytest
+from typing import Any
 
 from karb.clock import Clock, LiveClock, VirtualClock, VirtualDeadlock
 
 DAY_NS = 86_400 * 10**9
 
 
-def run_with_deadline(clock: VirtualClock, main: object, real_deadline_s: float = 20.0) -> object:
+def run_with_deadline(clock: VirtualClock, main: object, real_deadline_s: float = 20.0) -> Any:
     """Run ``main`` on the virtual clock in a thread the test waits on with its own deadline:
     if the clock slept in real time the thread would still be running when the join gives up."""
     out: dict[str, object] = {}
@@ -19,15 +20,16 @@ def run_with_deadline(clock: VirtualClock, main: object, real_deadline_s: float 
     def target() -> None:
         try:
             out["result"] = clock.run(main)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 (re-raised in the test thread below)
+        except BaseException as exc:
             out["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     thread.join(real_deadline_s)
     assert not thread.is_alive(), "the virtual loop waited in real time"
-    if "error" in out:
-        raise out["error"]  # type: ignore[misc]
+    error = out.get("error")
+    if isinstance(error, BaseException):
+        raise error
     return out.get("result")
 
 
@@ -64,9 +66,9 @@ def test_wait_for_returns_the_answer_that_lands_before_the_timeout_and_not_after
             result = "timeout"
         return result, (clock.monotonic_ns() - t0) / 1e9
 
-    result, took = run_with_deadline(clock, venue_answers_after(2.0, 3.0))  # type: ignore[misc]
+    result, took = run_with_deadline(clock, venue_answers_after(2.0, 3.0))
     assert result == "done" and took == pytest.approx(2.0, abs=1e-6)
-    result, took = run_with_deadline(clock, venue_answers_after(5.0, 3.0))  # type: ignore[misc]
+    result, took = run_with_deadline(clock, venue_answers_after(5.0, 3.0))
     assert result == "timeout" and took == pytest.approx(3.0, abs=1e-6)
 
 

@@ -16,7 +16,7 @@ from tests.unit.stub_venue import Post
 ID = "i" + "a" * 20
 
 
-def events(kit, client_id: str) -> list[tuple[str, dict]]:  # type: ignore[no-untyped-def]
+def events(kit, client_id: str) -> list[tuple[str, dict]]:
     rows = kit.journal.db.execute("SELECT kind, detail FROM events WHERE client_id=? ORDER BY id",
                                   (client_id,))
     return [(kind, json.loads(detail)) for kind, detail in rows]
@@ -48,7 +48,7 @@ async def test_not_found_is_not_sent_only_after_the_settle_window_then_hedged(tm
     assert [(h.client_id, h.side, h.venue, h.state) for h in hedges] == [
         (ID + "-h1", "buy", "upbit", LegState.DONE)]
     assert kit.net_coin() == 0 and not kit.ex.halted
-    assert kit.journal.intent_state(ID)[0] == "FAILED"
+    assert (kit.journal.intent_state(ID) or ("", ""))[0] == "FAILED"
 
 
 async def test_a_reused_id_refusal_means_it_exists_never_rejected(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ async def test_a_never_final_order_halts_by_the_deadline_and_reconciliation_fini
     assert sell is not None and sell.state == LegState.SENT  # not final, but owned and journaled
     assert "KRW-ETH" in kit.ex.halted
     assert any(a.level == "critical" and "unresolved" in a.text for a in kit.alerts())
-    assert kit.journal.intent_state(ID)[0] == "RECONCILING"
+    assert (kit.journal.intent_state(ID) or ("", ""))[0] == "RECONCILING"
     assert not kit.ex.open and kit.ex.reservations.in_flight == 0  # nothing held forever
     # the venue recovers: the next sweep cancels it and settles the intent
     kit.bithumb.cancel_errors.clear()
@@ -85,7 +85,7 @@ async def test_a_never_final_order_halts_by_the_deadline_and_reconciliation_fini
     sell = kit.journal.leg(ID + "-s")
     assert sell is not None and sell.state == LegState.CANCELLED
     assert kit.net_coin() == 0  # the buy was hedged once the sell was known empty
-    assert kit.journal.intent_state(ID)[0] == "DONE"
+    assert (kit.journal.intent_state(ID) or ("", ""))[0] == "DONE"
 
 
 async def test_a_cancel_that_races_a_fill_is_a_final_answer(tmp_path: Path) -> None:

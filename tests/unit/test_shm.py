@@ -26,7 +26,8 @@ def test_write_then_read_from_another_mapping(table: TopOfBookTable) -> None:
         assert top is not None
         assert (top.bid_px, top.bid_size, top.ask_px, top.ask_size) == (100.0, 1.5, 101.0, 2.5)
         assert (top.ts_event, top.ts_init, top.flags, top.seq) == (11, 12, VALID, 2)
-        assert reader.read(table.slot(0, 0)).flags == 0  # untouched slots are empty
+        empty = reader.read(table.slot(0, 0))
+        assert empty is not None and empty.flags == 0  # untouched slots are empty
     finally:
         reader.close()
 

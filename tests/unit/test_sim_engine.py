@@ -81,7 +81,7 @@ def test_validation_names_the_venue_error() -> None:
     ]
     for args, name in cases:
         with pytest.raises(VenueError) as err:
-            ex.place(acct, *args, None, None)  # type: ignore[arg-type]
+            ex.place(acct, *args, None, None)
         assert err.value.name == name and err.value.status == 400
 
 

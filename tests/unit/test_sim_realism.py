@@ -88,7 +88,7 @@ def test_markov_regime_holds_levels_for_the_mean_time_and_follows_its_transition
     assert all(n / 36_000 == pytest.approx(1 / 3, abs=0.05) for n in time_in.values())
     forced = MarkovRegime([1.0, 2.5, 5.0], [1.0, 1.0, 1.0], [[0, 1, 0], [0, 0, 1], [1, 0, 0]],
                           random.Random(2), 0)
-    seen = []
+    seen: list[float] = []
     for t in range(0, 60_000, 10):
         level = forced.level_at(t)
         if not seen or seen[-1] != level:

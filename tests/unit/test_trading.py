@@ -7,7 +7,7 @@ import pytest
 
 from karb.trading.arb import Caps, edge_bps, limit_prices, size_trade
 from karb.execution.journal import Journal
-from karb.trading.orders import LegRecord
+from karb.trading.orders import LegRecord, LegState
 from karb.trading.ledger import coin_imbalance, intent_pnl
 from karb.trading.risk import CircuitBreaker, KillSwitch, Reservations
 
@@ -96,11 +96,11 @@ def test_journal_survives_reopening_and_lists_open_legs(tmp_path: Path) -> None:
     intent = SimpleNamespace(intent_id="i1", market="KRW-BTC", buy_venue="upbit",
                              sell_venue="bithumb", volume=0.01, buy_limit=100.0,
                              sell_limit=101.0, net_bps=20.0)
-    legs = [LegRecord("i1-b", "i1", "buy", "upbit", "KRW-BTC", "buy", 100.0, 0.01, "PENDING"),
-            LegRecord("i1-s", "i1", "sell", "bithumb", "KRW-BTC", "sell", 101.0, 0.01, "PENDING")]
+    legs = [LegRecord("i1-b", "i1", "buy", "upbit", "KRW-BTC", "buy", 100.0, 0.01, LegState.PENDING),
+            LegRecord("i1-s", "i1", "sell", "bithumb", "KRW-BTC", "sell", 101.0, 0.01, LegState.PENDING)]
     j = Journal(tmp_path / "j.sqlite")
     j.open_intent(intent, legs)
-    legs[0].state, legs[0].executed_volume, legs[0].executed_funds, legs[0].fee = "DONE", 0.01, 1.0, 0.0005
+    legs[0].state, legs[0].executed_volume, legs[0].executed_funds, legs[0].fee = LegState.DONE, 0.01, 1.0, 0.0005
     j.update_leg(legs[0], "final")
     j.close()
     again = Journal(tmp_path / "j.sqlite")

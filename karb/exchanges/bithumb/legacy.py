@@ -85,12 +85,12 @@ class LegacyBookProtocol(BookProtocol):
             else:
                 side[float(level.price)] = qty
             touched.add(market)
-        out = []
+        out: list[OrderBook] = []
         for market in touched:
-            book = self._book(market, stamp_us * 1000, ts_init)
-            if not book.bids or not book.asks or book.bids[0][0] >= book.asks[0][0]:
+            top = self._book(market, stamp_us * 1000, ts_init)
+            if not top.bids or not top.asks or top.bids[0][0] >= top.asks[0][0]:
                 raise Resync(f"{market} deltas no longer add up (crossed or empty)")
-            out.append(book)
+            out.append(top)
         return out
 
     def _book(self, market: str, ts_event: int, ts_init: int) -> OrderBook:

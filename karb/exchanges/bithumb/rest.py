@@ -42,7 +42,7 @@ class BithumbClient(V1Client):
         unit = self._price_units.get(market)
         if unit is None:
             chance = await self._private("GET", "/v1/orders/chance", [("market", market)], BithumbChance)
-            raw = chance.market.bid.price_unit  # type: ignore[attr-defined]
+            raw = chance.market.bid.price_unit
             if not raw:
                 return await super().price_tick_round(market, price, side)
             unit = self._price_units[market] = Decimal(raw)
@@ -71,23 +71,23 @@ class BithumbClient(V1Client):
         else:
             raise InvalidOrder(VENUE, "local_invalid", "an order id or a client id is required")
         wire = await self._private("GET", "/v1/order", params, BithumbOrder)
-        return books.order_from_wire(VENUE, wire, wire.client_order_id)  # type: ignore[attr-defined]
+        return books.order_from_wire(VENUE, wire, wire.client_order_id)
 
     async def cancel_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
         params: Params = [("order_id", order_id)] if order_id else [("client_order_id", client_id or "")]
         done = await self._private("DELETE", "/v2/order", params, BithumbCancelled, group="cancel")
-        return await self.get_order(order_id=done.order_id)  # type: ignore[attr-defined]
+        return await self.get_order(order_id=done.order_id)
 
     async def open_orders(self, market: str | None = None) -> list[Order]:
         params: list[tuple[str, str]] = [("market", market)] if market else []
         params.append(("state", "wait"))
         rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
-        return [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
+        return [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]
 
     async def recent_orders(self, market: str | None = None, limit: int = 100) -> list[Order]:
         params: list[tuple[str, str]] = [("market", market)] if market else []
         params += [("states[]", "done"), ("states[]", "cancel"), ("limit", str(min(limit, 100))),
                    ("order_by", "desc")]
         rows = await self._private("GET", "/v1/orders", params, list[BithumbOrder])
-        done = [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]  # type: ignore[attr-defined]
+        done = [books.order_from_wire(VENUE, r, r.client_order_id) for r in rows]
         return await self.open_orders(market) + done

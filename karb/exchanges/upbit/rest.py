@@ -47,23 +47,23 @@ class UpbitClient(V1Client):
 
     async def get_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
         wire = await self._private("GET", "/v1/order", self._id_params(order_id, client_id), UpbitOrder)
-        return books.order_from_wire(VENUE, wire, wire.identifier)  # type: ignore[attr-defined]
+        return books.order_from_wire(VENUE, wire, wire.identifier)
 
     async def cancel_order(self, order_id: str | None = None, client_id: str | None = None) -> Order:
         wire = await self._private("DELETE", "/v1/order", self._id_params(order_id, client_id),
                                    UpbitOrder)
-        return books.order_from_wire(VENUE, wire, wire.identifier)  # type: ignore[attr-defined]
+        return books.order_from_wire(VENUE, wire, wire.identifier)
 
     async def open_orders(self, market: str | None = None) -> list[Order]:
         params: list[tuple[str, str]] = [("market", market)] if market else []
         params += [("states[]", "wait"), ("states[]", "watch")]
         rows = await self._private("GET", "/v1/orders/open", params, list[UpbitOrder])
-        return [books.order_from_wire(VENUE, r, r.identifier) for r in rows]  # type: ignore[attr-defined]
+        return [books.order_from_wire(VENUE, r, r.identifier) for r in rows]
 
     async def recent_orders(self, market: str | None = None, limit: int = 100) -> list[Order]:
         closed: list[tuple[str, str]] = [("market", market)] if market else []
         closed += [("states[]", "done"), ("states[]", "cancel"), ("limit", str(limit)),
                    ("order_by", "desc")]
         rows = await self._private("GET", "/v1/orders/closed", closed, list[UpbitOrder])
-        done = [books.order_from_wire(VENUE, r, r.identifier) for r in rows]  # type: ignore[attr-defined]
+        done = [books.order_from_wire(VENUE, r, r.identifier) for r in rows]
         return await self.open_orders(market) + done

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from karb.exchanges.client import DEFAULT_ORDER_TIMEOUT_MS, VenueClient
 from karb.exchanges.credentials import Credentials
@@ -17,6 +18,7 @@ from karb.exchanges.v1api.schemas import V1Account, V1Chance, V1Orderbook, V1Tic
 from karb.exchanges.v1api.signing import query_hash_source
 
 Authorize = Callable[[Credentials, str | None], dict[str, str]]
+T = TypeVar("T")
 
 
 class V1Client(VenueClient):
@@ -38,8 +40,8 @@ class V1Client(VenueClient):
             raise InvalidOrder(self.venue, "no_credentials", "this client has no API keys")
         return type(self).authorize(self._creds, hash_source)
 
-    async def _private(self, method: str, path: str, params: Params, decode: type,
-                       group: str | None = None) -> object:
+    async def _private(self, method: str, path: str, params: Params, decode: type[T],
+                       group: str | None = None) -> T:
         return await self.transport.request(method, path, group or self.PRIVATE_GROUP, decode,
                                             params=params, sign=self._sign,
                                             hash_source=query_hash_source(params) or None,
@@ -62,11 +64,11 @@ class V1Client(VenueClient):
     async def balances(self) -> dict[str, Balance]:
         rows = await self._private("GET", "/v1/accounts", [], list[V1Account])
         return {r.currency: Balance(r.currency, float(r.balance), float(r.locked))
-                for r in rows}  # type: ignore[attr-defined]
+                for r in rows}
 
     async def taker_fee(self, market: str) -> float | None:
         chance = await self._private("GET", "/v1/orders/chance", [("market", market)], V1Chance)
-        return max(float(chance.bid_fee), float(chance.ask_fee))  # type: ignore[attr-defined]
+        return max(float(chance.bid_fee), float(chance.ask_fee))
 
     async def close(self) -> None:
         await self.transport.close()
