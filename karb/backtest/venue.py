@@ -46,6 +46,7 @@ from karb.sim import engine
 from karb.sim.market import MarketModel
 from karb.sim.rules import dialect
 
+RECENT_S = 120  # what recent_orders lists: well over the reconciliation interval (5 s)
 _STATES = {"wait": OrderState.OPEN, "done": OrderState.DONE, "cancel": OrderState.CANCELLED}
 
 
@@ -131,9 +132,17 @@ class InProcessVenue(VenueClient):
                 if o.state == "wait"]
 
     async def recent_orders(self, market: str | None = None, limit: int = 100) -> list[Order]:
+        """Orders placed in the last ``RECENT_S`` (newest first): the venues list recent orders,
+        and a backtest's whole history listed every sweep would cost O(orders) each time."""
         await self._request()
-        orders = self.exchange.account_orders(self.account, market)
-        return [to_order(self.venue, o) for o in orders[-limit:][::-1]]
+        cutoff = clock.time_ns() - RECENT_S * 1_000_000_000
+        out: list[Order] = []
+        for o in reversed(self.exchange.orders.values()):  # insertion order: oldest first
+            if o.created_ns < cutoff or len(out) >= limit:
+                break
+            if o.account == self.account.access_key and (market is None or o.market == market):
+                out.append(to_order(self.venue, o))
+        return out
 
     async def taker_fee(self, market: str) -> float | None:
         return self.exchange.fee_rate
