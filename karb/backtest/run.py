@@ -42,7 +42,7 @@ from karb.sim.market import VENUES
 from karb.sim.outages import OutageSchedule
 from karb.sim.server import default_account
 from karb.trading.arb import edge_bps
-from karb.trading.decide import Decider, Sized, StrategyParams
+from karb.trading.decide import Decider, Sized, StrategyParams, TopView
 from karb.trading.limits import ExecutionLimits
 from karb.trading.risk import CircuitBreaker, KillSwitch
 
@@ -156,9 +156,12 @@ class Backtest:
                            CircuitBreaker(self.ep.breaker_failures, self.ep.breaker_open_s),
                            KillSwitch(self.workdir / "KILL"), self.markets)
         self.reconciler = Reconciler(self.ex)
+        self.decider = self.new_decider(self.tops)
+
+    def new_decider(self, tops: TopView) -> Decider:
         ids = itertools.count(1)
-        self.decider = Decider(self.sp, self.venues, self.fees, self.markets, self.tops,
-                               new_id=lambda: f"i{next(ids):020d}")
+        return Decider(self.sp, self.venues, self.fees, self.markets, tops,
+                       new_id=lambda: f"i{next(ids):020d}")
 
     def _arrived(self, client_id: str, mono_ns: int) -> None:
         self.arrivals.setdefault(client_id, mono_ns)
@@ -234,24 +237,42 @@ class Backtest:
                     self.clients[event.venue].down_until_ms = event.until_ms if event.starts else 0
             changed = self.model.step(now_ms)
             self.steps += 1
-            seen: list[str] = []
+            updates = []
             for venue, market in changed:
                 book = self.model.state[(venue, market)].book
-                self.decider.on_depth(DepthUpdate(
+                updates.append(DepthUpdate(
                     venue=venue, market=market, bids=[(p, q) for p, q in book.bids[:levels]],
                     asks=[(p, q) for p, q in book.asks[:levels]], recv_mono=t))
-                if market not in seen:
-                    seen.append(market)
-            for market in seen:
-                self._evaluate(market, t)
+            for d in self.feed(updates):
+                if d.decision == "sent":
+                    self._spawn(d, t)
             if t >= next_balance:
                 next_balance += balance_every
                 self._balance_point()
 
-    def _evaluate(self, market: str, recv_mono: int) -> None:
+    def feed(self, updates: list[DepthUpdate]) -> list[Sized]:
+        """One burst of books (a model step, or a recorded burst) → the decider, then every
+        market it touched evaluated, as the live strategy does after a burst (on_batch). Returns
+        the sized opportunities in order; the signals are recorded for the report."""
+        seen: list[str] = []
+        for msg in updates:
+            self.decider.on_depth(msg)
+            if msg.market not in seen:
+                seen.append(msg.market)
+        out: list[Sized] = []
+        for market in seen:
+            out += self._evaluate(market)
+        return out
+
+    def _evaluate(self, market: str) -> list[Sized]:
+        sized = self.decider.evaluate(market)
         found = set()
-        for d in self.decider.evaluate(market):
-            self._act(d, recv_mono)
+        for d in sized:
+            blocked = d.decision == "below_min_order" and d.opp.limited_by in ("krw", "coin", "volume")
+            self.signals.append(SignalRecord(
+                ts_ns=clock.time_ns(), market=d.market, buy_venue=d.buy_venue,
+                sell_venue=d.sell_venue, gross_bps=d.opp.gross_bps, net_bps=d.opp.net_bps,
+                decision=d.decision, inventory_blocked=blocked))
             found.add((d.buy_venue, d.sell_venue))
         # An edge at the touch that sized to nothing: no KRW, coin or inventory room for it.
         for buy in self.venues:
@@ -267,22 +288,17 @@ class Backtest:
                         ts_ns=clock.time_ns(), market=market, buy_venue=buy, sell_venue=sell,
                         gross_bps=(b.bids[0][0] - a.asks[0][0]) / a.asks[0][0] * 1e4,
                         net_bps=net, decision="no_size", inventory_blocked=True))
+        return sized
 
-    def _act(self, d: Sized, recv_mono: int) -> None:
-        blocked = d.decision == "below_min_order" and d.opp.limited_by in ("krw", "coin", "volume")
-        self.signals.append(SignalRecord(
-            ts_ns=clock.time_ns(), market=d.market, buy_venue=d.buy_venue,
-            sell_venue=d.sell_venue, gross_bps=d.opp.gross_bps, net_bps=d.opp.net_bps,
-            decision=d.decision, inventory_blocked=blocked))
-        if d.decision == "sent":
-            self.decided[d.intent_id] = clock.monotonic_ns()
-            intent = Intent(intent_id=d.intent_id, market=d.market, buy_venue=d.buy_venue,
-                            sell_venue=d.sell_venue, volume=d.opp.volume, buy_limit=d.buy_limit,
-                            sell_limit=d.sell_limit, net_bps=d.opp.net_bps, recv_mono=recv_mono,
-                            ts_event=clock.time_ns(), ts_init=clock.time_ns())
-            task = asyncio.create_task(self._intent(intent))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+    def _spawn(self, d: Sized, recv_mono: int) -> None:
+        self.decided[d.intent_id] = clock.monotonic_ns()
+        intent = Intent(intent_id=d.intent_id, market=d.market, buy_venue=d.buy_venue,
+                        sell_venue=d.sell_venue, volume=d.opp.volume, buy_limit=d.buy_limit,
+                        sell_limit=d.sell_limit, net_bps=d.opp.net_bps, recv_mono=recv_mono,
+                        ts_event=clock.time_ns(), ts_init=clock.time_ns())
+        task = asyncio.create_task(self._intent(intent))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _intent(self, intent: Intent) -> None:
         lat = self.lat
