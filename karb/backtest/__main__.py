@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from karb.backtest.report import write_report
-from karb.backtest.run import Latency, Options, run_backtest
+from karb.backtest.run import Latency, Options, execution_params, run_backtest
 from karb.config import ConfigError, load_config
 from karb.exitcodes import ExitCode
 
@@ -23,6 +23,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("config", help="YAML config (its sim:, venues, markets and actor params)")
     p.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
     p.add_argument("--out", type=Path, required=True, help="directory for the report")
+    p.add_argument("--report", type=Path, default=None,
+                   help="write report.md here instead of DIR/report.md (plots stay in DIR)")
     p.add_argument("--seed", type=int, default=None, help="overrides sim.seed")
     p.add_argument("--rtt-ms", type=float, default=Latency.rtt_ms,
                    help=f"network round trip to each venue, ms (default {Latency.rtt_ms:g})")
@@ -53,9 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="karb-bt-") as work:
         res, stats = run_backtest(cfg, opts, Path(work))
-    summary = write_report(res, args.out, command=command)
-    summary["run_stats"] = stats
-    summary["total_wall_s"] = round(time.perf_counter() - t0, 3)
+    stats["total_wall_s"] = round(time.perf_counter() - t0, 3)  # incl. setup, not the plots
+    summary = write_report(res, args.out, command=command,
+                           max_notional_krw=execution_params(cfg).max_notional_krw,
+                           extra={"run_stats": stats, "latency": {"decision_ms": args.decision_ms,
+                                                                 "rtt_ms": args.rtt_ms}},
+                           report_path=args.report)
     print(json.dumps(summary, indent=2))
     return ExitCode.OK
 
