@@ -32,6 +32,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="book receipt to first order written, ms (default: measured tick-to-trade)")
     p.add_argument("--no-reconcile", action="store_true",
                    help="skip continuous reconciliation (faster; live runs it)")
+    p.add_argument("--latency-sweep", nargs="?", const="1,5,10,20,50,100", default=None,
+                   metavar="RTT_MS,...", help="re-run at each network round trip (ms; default "
+                   "1,5,10,20,50,100) and plot PnL against our latency: DIR/latency_sweep.*")
+    p.add_argument("--sweep", default=None, metavar="KEY=V1,V2,...",
+                   help="re-run with a config key at each value (sim.x.y or actors.NAME.param): "
+                   "DIR/sweep.*")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per core)")
     p.add_argument("--log-level", default="ERROR")
     return p.parse_args(argv)
 
@@ -50,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(days=args.days, seed=args.seed,
                    latency=Latency(decision_ms=args.decision_ms, rtt_ms=args.rtt_ms),
                    reconcile=not args.no_reconcile)
+    if args.latency_sweep is not None or args.sweep is not None:
+        return _sweeps(args, opts)
     command = "python -m karb.backtest " + " ".join(shlex.quote(a) for a in
                                                     (sys.argv[1:] if argv is None else argv))
     t0 = time.perf_counter()
@@ -62,6 +71,28 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "rtt_ms": args.rtt_ms}},
                            report_path=args.report)
     print(json.dumps(summary, indent=2))
+    return ExitCode.OK
+
+
+def _sweeps(args: argparse.Namespace, opts: Options) -> int:
+    from karb.backtest import sweep
+
+    jobs = args.jobs or sweep.default_jobs()
+    try:
+        if args.latency_sweep is not None:
+            rtts = [float(v) for v in sweep.parse_values(args.latency_sweep)]
+            rows = sweep.latency_sweep(args.config, opts, rtts, args.out, jobs)
+            print(json.dumps(rows, indent=2))
+        if args.sweep is not None:
+            key, sep, values = args.sweep.partition("=")
+            if not sep or not values:
+                print("--sweep wants KEY=V1,V2,...", file=sys.stderr)
+                return ExitCode.CONFIG
+            rows = sweep.key_sweep(args.config, opts, key, sweep.parse_values(values), args.out, jobs)
+            print(json.dumps(rows, indent=2))
+    except (ConfigError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return ExitCode.CONFIG
     return ExitCode.OK
 
 

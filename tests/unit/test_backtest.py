@@ -195,3 +195,23 @@ def test_hot_threshold_stays_under_every_trader() -> None:
     hot = hot_threshold_bps(cfg.sim, StrategyParams(min_edge_bps=10), fees)
     assert hot < cfg.sim.competitors.min_edge_bps
     assert hot < 10 + sum(fees.values()) * 1e4
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+
+def test_sweep_keys_reach_sim_sections_and_actor_params(tmp_path: Path) -> None:
+    from karb.backtest.run import strategy_params
+    from karb.backtest.sweep import parse_values, variant_config
+    from karb.config import ConfigError
+
+    assert parse_values("8,10.5,true") == [8, 10.5, True]
+    path = variant_config(CONFIG, "actors.strategy.min_edge_bps", 14, tmp_path)
+    assert strategy_params(load_config(path)).min_edge_bps == 14
+    path = variant_config(CONFIG, "sim.competitors.latency_ms", 5.0, tmp_path)
+    sim = load_config(path).sim
+    assert sim is not None and sim.competitors.latency_ms == 5.0
+    with pytest.raises(ConfigError):
+        variant_config(CONFIG, "sim.competitors.no_such_key", 1, tmp_path)
+    with pytest.raises(ConfigError):
+        variant_config(CONFIG, "actors.nobody.x", 1, tmp_path)
