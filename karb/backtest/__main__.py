@@ -26,6 +26,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--report", type=Path, default=None,
                    help="write report.md here instead of DIR/report.md (plots stay in DIR)")
     p.add_argument("--seed", type=int, default=None, help="overrides sim.seed")
+    p.add_argument("--data", type=Path, default=None, metavar="RECORDING",
+                   help="replay a recording (a recorder directory or one .karb.gz file) instead "
+                   "of the synthetic market; the run ends with the recording or after --days")
     p.add_argument("--rtt-ms", type=float, default=Latency.rtt_ms,
                    help=f"network round trip to each venue, ms (default {Latency.rtt_ms:g})")
     p.add_argument("--decision-ms", type=float, default=Latency.decision_ms,
@@ -56,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.CONFIG
     opts = Options(days=args.days, seed=args.seed,
                    latency=Latency(decision_ms=args.decision_ms, rtt_ms=args.rtt_ms),
-                   reconcile=not args.no_reconcile)
+                   reconcile=not args.no_reconcile, data=args.data)
+    if args.data is not None and not args.data.exists():
+        print(f"--data {args.data}: no such file or directory", file=sys.stderr)
+        return ExitCode.CONFIG
     if args.latency_sweep is not None or args.sweep is not None:
         return _sweeps(args, opts)
     command = "python -m karb.backtest " + " ".join(shlex.quote(a) for a in

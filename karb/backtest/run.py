@@ -29,6 +29,7 @@ import msgspec
 from karb import clock
 from karb.actors.execution import ExecutionParams
 from karb.backtest.lazymarket import LazyMarketModel
+from karb.backtest.replay import ReplayMarket, first_book_ns
 from karb.backtest.results import (BacktestResults, BalancePoint, FillRecord, HaltRecord,
                                    IntentRecord, LegRecord, Role, SignalRecord)
 from karb.backtest.venue import InProcessVenue, ModelTops
@@ -38,7 +39,7 @@ from karb.execution.journal import Journal
 from karb.execution.reconcile import Reconciler
 from karb.messages import Alert, DepthUpdate, FillEvent, Intent, Msg, Position
 from karb.sim import engine
-from karb.sim.market import VENUES
+from karb.sim.market import VENUES, MarketModel
 from karb.sim.outages import OutageSchedule
 from karb.sim.server import default_account
 from karb.trading.arb import edge_bps
@@ -67,6 +68,7 @@ class Options:
     depth_levels: int = 10  # as the book actor publishes (configs: book depth_levels)
     balance_every_s: float = 300.0  # a balance point for the report this often
     reconcile: bool = True  # continuous reconciliation every reconcile_interval_s, as live
+    data: Path | None = None  # a recording to replay instead of the synthetic market
 
 
 def strategy_params(cfg: Config) -> StrategyParams:
@@ -135,9 +137,17 @@ class Backtest:
     def _build(self) -> None:
         sim = self.sim
         now_ms = clock.time_ns() // 1_000_000
-        self.model = LazyMarketModel(self.markets, sim, now_ms,
-                                     hot_threshold_bps(sim, self.sp, self.fees))
-        self.outages = OutageSchedule(sim.outages, VENUES, sim.seed, now_ms)
+        self.model: MarketModel
+        if self.opts.data is not None:
+            self.model = ReplayMarket(self.opts.data, self.markets, self.venues, now_ms)
+            self.model.step(now_ms)  # the books of the first instant
+            no_outages = msgspec.structs.replace(sim.outages, ws_drops_per_hour=0.0,
+                                                 ws_stalls_per_hour=0.0, rest_outages_per_hour=0.0)
+            self.outages = OutageSchedule(no_outages, VENUES, sim.seed, now_ms)
+        else:
+            self.model = LazyMarketModel(self.markets, sim, now_ms,
+                                         hot_threshold_bps(sim, self.sp, self.fees))
+            self.outages = OutageSchedule(sim.outages, VENUES, sim.seed, now_ms)
         acct = sim.accounts[0] if sim.accounts else default_account(self.markets, sim.prices)
         self.accounts: dict[str, engine.Account] = {}
         self.clients: dict[str, InProcessVenue] = {}
@@ -226,7 +236,8 @@ class Backtest:
         next_balance = clock.monotonic_ns() + balance_every
         t = clock.monotonic_ns()
         levels = self.opts.depth_levels
-        while t + step_ns <= end:
+        replay = self.model if isinstance(self.model, ReplayMarket) else None
+        while t + step_ns <= end and not (replay is not None and replay.exhausted):
             t += step_ns
             wait = t - clock.monotonic_ns()
             if wait > 0:
@@ -351,13 +362,16 @@ class Backtest:
 
 def run_backtest(cfg: Config, opts: Options, workdir: Path) -> tuple[BacktestResults, dict[str, Any]]:
     """Run on a fresh virtual clock (installed as the process clock for the duration)."""
-    vclock = clock.VirtualClock()
+    start = first_book_ns(opts.data) if opts.data is not None else clock.DEFAULT_START_WALL_NS
+    vclock = clock.VirtualClock(start_wall_ns=start)
     previous = clock.set_clock(vclock)
     bt = Backtest(cfg, opts, workdir)
     try:
         res = vclock.run(bt.main())
     finally:
         clock.set_clock(previous)
-    stats = {"steps": bt.steps, "books_built": bt.model.built, "books_skipped": bt.model.skipped,
+    model = bt.model
+    stats = {"steps": bt.steps, "books_built": getattr(model, "built", 0),
+             "books_skipped": getattr(model, "skipped", 0),
              "virtual_jumps": vclock.jumps, "venue_requests": sum(c.requests for c in bt.clients.values())}
     return res, stats

@@ -215,3 +215,34 @@ def test_sweep_keys_reach_sim_sections_and_actor_params(tmp_path: Path) -> None:
         variant_config(CONFIG, "sim.competitors.no_such_key", 1, tmp_path)
     with pytest.raises(ConfigError):
         variant_config(CONFIG, "actors.nobody.x", 1, tmp_path)
+
+
+# -- replay of a recording ---------------------------------------------------------------------
+
+
+def test_backtest_replays_a_recording(tmp_path: Path) -> None:
+    """--data: recorded books (md.*) instead of the model; the run ends with the recording."""
+    from karb.messages import BookUpdate
+
+    cfg = load_config(CONFIG)
+    assert cfg.sim is not None
+    model = LazyMarketModel(list(cfg.markets), cfg.sim, 1_767_225_600_000, hot_bps=0.0)
+    writer = RecordWriter(tmp_path / "rec")
+    t = start = 1_767_225_600_000
+    for i in range(1200):  # two minutes, a wide gap now and then
+        t += 100
+        if i % 100 == 10:
+            model.dislocate("upbit", "KRW-ETH", 40.0 if i % 200 == 10 else -40.0, 1500)
+        for venue, market in model.step(t):
+            book = model.book(venue, market)
+            msg = BookUpdate(venue=venue, market=market, bids=[(p, q) for p, q in book.bids],
+                             asks=[(p, q) for p, q in book.asks], recv_mono=t)
+            writer.add(t * 1_000_000, topics.market_data(venue, market), encode(msg))
+    writer.close()
+    res, stats = run_backtest(cfg, Options(days=1, data=tmp_path / "rec"), tmp_path)
+    s = summarise(res)
+    assert res.started_ns == (start + 100) * 1_000_000
+    assert res.ended_ns - res.started_ns < 3 * 60 * 10**9  # the recording's end, not a day
+    assert s["crashes"] == 0 and s["intents"] and s["round_trips"]
+    assert {i.market for i in res.intents} == {"KRW-ETH"}
+    assert s["negative_balance_events"] == 0
