@@ -184,3 +184,37 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.clock.monotonic_ns() / 1e9
+
+
+# -- the process-wide current clock ------------------------------------------------------------
+# Live code reads the time through these functions; a backtest installs its VirtualClock with
+# set_clock() before it builds anything. Default: the system clocks, so live behaviour is the
+# same as calling time.* directly (one extra attribute lookup).
+
+_current: Clock = LiveClock()
+
+
+def current() -> Clock:
+    return _current
+
+
+def set_clock(clock: Clock) -> Clock:
+    """Make ``clock`` the process-wide clock; returns the previous one (to restore it)."""
+    global _current
+    previous, _current = _current, clock
+    return previous
+
+
+def time_ns() -> int:
+    """Wall time of the current clock, ns since the epoch."""
+    return _current.time_ns()
+
+
+def monotonic_ns() -> int:
+    """Monotonic time of the current clock, ns."""
+    return _current.monotonic_ns()
+
+
+def monotonic() -> float:
+    """Monotonic time of the current clock, seconds (a drop-in for ``time.monotonic``)."""
+    return _current.monotonic_ns() / 1e9

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from karb import clock as _clock
 
 T = TypeVar("T")
 
@@ -33,7 +34,7 @@ class Backoff:
 
     def __init__(self, first_s: float, max_s: float, deadline_s: float | None,
                  jitter: float = 0.2, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = _clock.monotonic) -> None:
         self.first_s = first_s
         self.max_s = max_s
         self.jitter = jitter

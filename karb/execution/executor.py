@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from karb import topics
+from karb import clock, topics
 from karb.exchanges.client import VenueClient
 from karb.exchanges.errors import VenueError
 from karb.exchanges.ticks import floor_lot
@@ -118,7 +117,7 @@ class Executor:
             inventory[market] = {v: self.total.get((v, coin), 0.0)
                                  + self.reservations.held(inventory_key(v, coin))
                                  for v in self.clients}
-        now = time.time_ns()
+        now = clock.time_ns()
         self.publish(topics.POSITION, Position(
             balances=dict(balances), inventory=inventory, pnl_krw=dict(self.ledger.pnl_krw),
             pnl_total_krw=self.ledger.total, intents_done=self.ledger.intents_done,
@@ -235,7 +234,7 @@ class Executor:
         """Send both legs of an accepted intent at once and settle it. The legs live in one task
         group: one leg's failure never leaves its sibling running unowned."""
         try:
-            deadline = time.monotonic() + self.limits.leg_deadline_ms / 1000
+            deadline = clock.monotonic() + self.limits.leg_deadline_ms / 1000
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.legs.run(leg, intent.recv_mono, deadline))
                          for leg in legs]
@@ -324,7 +323,7 @@ class Executor:
             self.journal.add_leg(hedge)
             log.warning("%s: hedging %s %.8g %s on %s at limit %.8g (attempt %d)", intent_id,
                         side, volume, market, venue, limit, n)
-            deadline = time.monotonic() + self.limits.leg_deadline_ms / 1000
+            deadline = clock.monotonic() + self.limits.leg_deadline_ms / 1000
             legs = legs + [await self.legs.run(hedge, 0, deadline)]
             if not legs[-1].final:
                 self.halt(market, f"{intent_id}: hedge {hedge.client_id} unresolved by its "
@@ -371,7 +370,7 @@ class Executor:
 
     def alert(self, level: Literal["warning", "critical"], market: str, text: str) -> None:
         (log.critical if level == "critical" else log.warning)("%s", text)
-        now = time.time_ns()
+        now = clock.time_ns()
         self.publish(topics.ALERT, Alert(level=level, market=market, text=text,
                                          ts_event=now, ts_init=now))
 
@@ -385,7 +384,7 @@ class Executor:
         for leg in open_legs:
             log.info("reconciling %s (%s %s, journal says %s)", leg.client_id, leg.venue,
                      leg.side, leg.state)
-        deadline = time.monotonic() + self.limits.leg_deadline_ms / 1000
+        deadline = clock.monotonic() + self.limits.leg_deadline_ms / 1000
         # Concurrently: each may wait out the settle window, and start_timeout_ms bounds the sum.
         async with asyncio.TaskGroup() as group:
             for leg in open_legs:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
+from karb import clock
 from karb.execution.transfer_journal import transfer_totals
 from karb.trading.orders import FINAL_LEG_STATES, LegRecord
 
@@ -72,7 +72,7 @@ class Journal:
 
     def open_intent(self, intent: Any, legs: list[LegRecord]) -> None:
         """The intent and its legs, in one transaction, before any leg is sent."""
-        now = time.time_ns()
+        now = clock.time_ns()
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
@@ -87,7 +87,7 @@ class Journal:
                   volume: float, limit_price: float) -> None:
         """An execution algorithm's order (karb.execution.algos): an intent row of its own, so
         its children (legs ``<algo_id>-aN``) are journaled, reconciled and recovered as legs."""
-        now = time.time_ns()
+        now = clock.time_ns()
         buy, sell = (venue, "") if side == "buy" else ("", venue)
         with self.db:
             self.db.execute("BEGIN")
@@ -98,7 +98,7 @@ class Journal:
             self._event(algo_id, "", "algo_started", {"algo": algo, "side": side}, now)
 
     def reject_intent(self, intent: Any, reason: str) -> None:
-        now = time.time_ns()
+        now = clock.time_ns()
         self.db.execute(
             "INSERT OR IGNORE INTO intents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (intent.intent_id, intent.market, intent.buy_venue, intent.sell_venue, intent.volume,
@@ -106,7 +106,7 @@ class Journal:
 
     def add_leg(self, leg: LegRecord) -> None:
         """A leg added later (a hedge): journaled before it is sent, like the others."""
-        now = time.time_ns()
+        now = clock.time_ns()
         with self.db:
             self.db.execute("BEGIN")
             self._insert_leg(leg, now)
@@ -120,7 +120,7 @@ class Journal:
                          leg.executed_funds, leg.fee, now, leg.gave_up_ns))
 
     def update_leg(self, leg: LegRecord, kind: str, detail: dict[str, Any] | None = None) -> None:
-        now = time.time_ns()
+        now = clock.time_ns()
         leg.updated_ns = now  # the in-memory record and the journal agree on every field
         with self.db:
             self.db.execute("BEGIN")
@@ -132,7 +132,7 @@ class Journal:
             self._event(leg.intent_id, leg.client_id, kind, detail or {"state": str(leg.state)}, now)
 
     def finish_intent(self, intent_id: str, state: str, pnl_krw: float, reason: str = "") -> None:
-        now = time.time_ns()
+        now = clock.time_ns()
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("UPDATE intents SET state=?, pnl_krw=?, reason=?, updated_ns=? "
@@ -145,7 +145,7 @@ class Journal:
 
     def halt(self, market: str, reason: str) -> None:
         """A halted market stays halted across restarts, until unhalt()."""
-        self.db.execute("INSERT OR REPLACE INTO halts VALUES (?,?,?)", (market, reason, time.time_ns()))
+        self.db.execute("INSERT OR REPLACE INTO halts VALUES (?,?,?)", (market, reason, clock.time_ns()))
 
     def unhalt(self, market: str) -> bool:
         return self.db.execute("DELETE FROM halts WHERE market=?", (market,)).rowcount > 0
@@ -177,7 +177,7 @@ class Journal:
     def reopen_intent(self, intent_id: str, why: str) -> None:
         """An intent settled earlier whose legs the venue contradicts (an order found late):
         back to RECONCILING until it is settled again."""
-        now = time.time_ns()
+        now = clock.time_ns()
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("UPDATE intents SET state='RECONCILING', updated_ns=? WHERE intent_id=?",
@@ -186,7 +186,7 @@ class Journal:
 
     def ingest_intent(self, intent_id: str, market: str, why: str) -> None:
         """An intent the journal never saw (its order found at a venue): a placeholder row."""
-        now = time.time_ns()
+        now = clock.time_ns()
         self.db.execute("INSERT OR IGNORE INTO intents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         (intent_id, market, "", "", 0.0, 0.0, 0.0, "RECONCILING", why, 0.0, now, now))
 

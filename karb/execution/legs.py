@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
-from karb import topics
+from karb import clock, topics
 from karb.exchanges.client import VenueClient
 from karb.exchanges.errors import (AlreadyFinal, AuthError, DuplicateClientId, InsufficientFunds,
                                    InvalidOrder, OrderNotFound, OutcomeUnknown, RateLimited,
@@ -64,7 +63,7 @@ class LegRunner:
 
     async def run(self, leg: LegRecord, recv_mono: int, deadline: float) -> LegRecord:
         """Send one leg as an IOC limit order and follow it to a final state, or until
-        ``deadline`` (time.monotonic()) — then it comes back ``UNKNOWN`` or ``SENT``."""
+        ``deadline`` (clock.monotonic()) — then it comes back ``UNKNOWN`` or ``SENT``."""
         client = self.clients[leg.venue]
         if getattr(client, "dry_run", False):
             leg.state = LegState.DRY_RUN
@@ -103,7 +102,7 @@ class LegRunner:
 
     def _unknown(self, leg: LegRecord, why: str, trace: dict[str, int]) -> None:
         leg.state = LegState.UNKNOWN
-        leg.gave_up_ns = time.time_ns()  # the settle window runs from the moment we gave up
+        leg.gave_up_ns = clock.time_ns()  # the settle window runs from the moment we gave up
         self.journal.update_leg(leg, "unknown", {"why": why})
         self._event(leg, reason=why, sent_mono=trace.get("sent_mono", 0))
         log.warning("leg %s on %s: %s", leg.client_id, leg.venue, why)
@@ -121,16 +120,16 @@ class LegRunner:
         REST every ``poll_interval_ms`` as before. Either source ends in the same ``_apply``."""
         client = self.clients[leg.venue]
         book = self.streams.get(leg.venue)
-        cancel_at = time.monotonic() + self.limits.leg_timeout_ms / 1000
+        cancel_at = clock.monotonic() + self.limits.leg_timeout_ms / 1000
         cancelled = False
-        backoff = Backoff(self.limits.poll_interval_ms / 1000, 1.0, deadline - time.monotonic())
+        backoff = Backoff(self.limits.poll_interval_ms / 1000, 1.0, deadline - clock.monotonic())
         first = True
         source = "rest"
         while not (order.state.final and order.complete):
             if book is not None and book.live:
                 update = await book.wait_final(order.order_id, leg.client_id,
                                                min(self.limits.stream_wait_ms / 1000,
-                                                   max(deadline - time.monotonic(), 0.0)))
+                                                   max(deadline - clock.monotonic(), 0.0)))
                 if update is not None:
                     streamed = book.order(update.order_id)
                     if streamed is not None:
@@ -141,14 +140,14 @@ class LegRunner:
                     log.info("leg %s: stream's fills for %s do not add up; reading REST",
                              leg.client_id, update.order_id)
                     book = None
-                elif time.monotonic() >= deadline:
+                elif clock.monotonic() >= deadline:
                     self._overdue(leg, "not final")
                     return leg
             elif not first and not await backoff.sleep():
                 self._overdue(leg, "not final")
                 return leg
             first = False
-            if not cancelled and time.monotonic() > cancel_at:
+            if not cancelled and clock.monotonic() > cancel_at:
                 cancelled = await self._cancel(leg, client, order)
             try:
                 order = await client.get_order(order_id=order.order_id)
@@ -187,7 +186,7 @@ class LegRunner:
                                                "source": source})
         if order.executed_volume > known:
             self.ledger.fills += len(order.fills) or 1
-            now = time.time_ns()
+            now = clock.time_ns()
             for fill in order.fills:
                 fee = fill.funds / order.executed_funds * order.paid_fee if order.executed_funds else 0.0
                 self.publish(topics.fill(leg.venue), FillEvent(
@@ -205,7 +204,7 @@ class LegRunner:
         self._apply(leg, order)
 
     def _event(self, leg: LegRecord, reason: str = "", recv_mono: int = 0, sent_mono: int = 0) -> None:
-        now = time.time_ns()
+        now = clock.time_ns()
         self.publish(topics.order(leg.venue), OrderEvent(
             intent_id=leg.intent_id, role=leg.role, venue=leg.venue, market=leg.market,
             side=leg.side, client_id=leg.client_id, order_id=leg.order_id, state=str(leg.state),
@@ -226,12 +225,12 @@ class LegRunner:
         and through venue errors, ask again — up to ``deadline``, then it stays ``UNKNOWN``."""
         client = self.clients[leg.venue]
         settle_ns = self.limits.settle_ms * 1_000_000
-        backoff = Backoff(0.05, 0.5, deadline - time.monotonic())
+        backoff = Backoff(0.05, 0.5, deadline - clock.monotonic())
         while True:
             try:
                 order = await client.get_order(client_id=leg.client_id)
             except OrderNotFound:
-                waited = time.time_ns() - leg.gave_up_ns
+                waited = clock.time_ns() - leg.gave_up_ns
                 # A leg the venue acknowledged (it has an order id) exists, whatever a lagging
                 # read path says: it is never NOT_SENT, only looked for until the deadline.
                 if waited >= settle_ns and not leg.order_id:

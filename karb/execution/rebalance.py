@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping
 
+from karb import clock
 from karb.config import RebalanceConfig
 from karb.exchanges.errors import VenueError, VenueUnavailable
 from karb.exchanges.transfers import TransferClient, TravelRule, Withdrawal
@@ -160,7 +160,7 @@ class TransferManager:
                 self._accepted(rec, found, "found")
                 log.warning("transfer %s: its lost answer found at %s (%s)", rec.transfer_id,
                             rec.from_venue, found.uuid)
-            elif time.time_ns() - rec.requested_ns > self.settle_s * 1e9:
+            elif clock.time_ns() - rec.requested_ns > self.settle_s * 1e9:
                 rec.state, rec.reason = TransferState.NOT_SENT, "not found after the settle window"
                 self.journal.update(rec, "not_sent")
                 log.warning("transfer %s: not at %s after %.0f s: NOT_SENT", rec.transfer_id,
@@ -201,7 +201,7 @@ class TransferManager:
                        "transfer_failed")
 
     def _check_stuck(self, rec: TransferRecord) -> None:
-        if rec.final or rec.alerted or not rec.overdue(time.time_ns()):
+        if rec.final or rec.alerted or not rec.overdue(clock.time_ns()):
             return
         rec.alerted = 1
         self.journal.update(rec, "stuck", {"state": str(rec.state)})

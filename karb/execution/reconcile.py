@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
+from karb import clock
 from karb.exchanges.errors import VenueError
 from karb.exchanges.types import Order
 from karb.execution.executor import Executor, coin_of
@@ -70,8 +70,8 @@ class Reconciler:
 
     async def _watch(self, leg: LegRecord) -> None:
         client = self.ex.clients[leg.venue]
-        until = time.monotonic() + self.watch_ms / 1000
-        while time.monotonic() < until:
+        until = clock.monotonic() + self.watch_ms / 1000
+        while clock.monotonic() < until:
             await asyncio.sleep(self.watch_interval_ms / 1000)
             try:
                 order = await client.get_order(client_id=leg.client_id)
@@ -81,8 +81,8 @@ class Reconciler:
                         leg.venue)
             # Its intent may still be settling (hedging what the NOT_SENT left): book the late
             # order once that settlement is over, so the two never act on one intent at once.
-            settled_by = time.monotonic() + self.ex.limits.leg_deadline_ms / 1000
-            while self._busy(leg.intent_id) and time.monotonic() < settled_by:
+            settled_by = clock.monotonic() + self.ex.limits.leg_deadline_ms / 1000
+            while self._busy(leg.intent_id) and clock.monotonic() < settled_by:
                 await asyncio.sleep(0.02)
             await self._settle_found(order)
             return
@@ -159,7 +159,7 @@ class Reconciler:
                           f"{order.client_id} at {order.venue}: the journal said {leg.state} with "
                           f"{leg.executed_volume:.8g} filled, the venue {order.state.value} with "
                           f"{order.executed_volume:.8g}: booking the venue's and settling again")
-        deadline = time.monotonic() + self.ex.limits.leg_deadline_ms / 1000
+        deadline = clock.monotonic() + self.ex.limits.leg_deadline_ms / 1000
         if order.state.final and order.complete:
             self.ex.legs.apply_found(leg, order)
         else:

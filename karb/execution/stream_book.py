@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from karb import clock
 from karb.exchanges.private_stream import OrderUpdate, StreamFill
 from karb.exchanges.types import Fill, Order
 
@@ -64,7 +64,7 @@ class StreamBook:
     # -- from the stream ------------------------------------------------------------------------
 
     def on_update(self, update: OrderUpdate) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         entry = self._orders.get(update.order_id)
         if entry is None:
             entry = self._orders[update.order_id] = _Entry(update)
@@ -123,7 +123,7 @@ class StreamBook:
                          timeout_s: float) -> OrderUpdate | None:
         """The order's final update, at once if it came already; None if none comes within
         ``timeout_s``."""
-        deadline = time.monotonic() + max(timeout_s, 0.0)
+        deadline = clock.monotonic() + max(timeout_s, 0.0)
         waiter = asyncio.Event()
         keys = [k for k in (order_id, client_id) if k]
         for key in keys:
@@ -133,7 +133,7 @@ class StreamBook:
                 latest = self.latest(order_id, client_id)
                 if latest is not None and latest.state.final:
                     return latest
-                left = deadline - time.monotonic()
+                left = deadline - clock.monotonic()
                 if left <= 0:
                     return None
                 waiter.clear()

@@ -4,10 +4,10 @@ clocks step), and the live BTC asks that convert a BTC notional cap."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from karb import clock
 from karb.shm import VALID, TopOfBookTable
 
 
@@ -43,7 +43,7 @@ class ShmTops:
         if top is None or top.flags != VALID:
             return None
         return Quote(top.bid_px, top.ask_px, top.bid_size, top.ask_size,
-                     (time.monotonic_ns() - top.recv_mono) / 1e6)
+                     (clock.monotonic_ns() - top.recv_mono) / 1e6)
 
     def asks(self, market: str) -> list[float]:
         return [q.ask for v in self.venues if (q := self.quote(v, market)) is not None]

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from karb import clock
 
 
 class TransferState(StrEnum):
@@ -111,7 +112,7 @@ class TransferJournal:
 
     def request(self, rec: TransferRecord) -> None:
         """Write-ahead: the transfer exists in the journal before the venue is asked."""
-        now = time.time_ns()
+        now = clock.time_ns()
         rec.requested_ns = rec.requested_ns or now
         rec.updated_ns = now
         rec.state = TransferState.REQUESTED
@@ -124,7 +125,7 @@ class TransferJournal:
                          "to": rec.to_venue}, now)
 
     def update(self, rec: TransferRecord, kind: str, detail: dict[str, Any] | None = None) -> None:
-        now = time.time_ns()
+        now = clock.time_ns()
         rec.updated_ns = now
         with self.db:
             self.db.execute("BEGIN")

@@ -3,10 +3,11 @@ the kill switch. No I/O (the kill switch's file check aside)."""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from karb import clock
 
 
 def notional_cap(max_notional_krw: float, max_notional_btc: float | None,
@@ -82,7 +83,7 @@ class CircuitBreaker:
 
     def allow(self, now: float | None = None) -> str | None:
         """None if an intent may go; otherwise why not."""
-        now = time.monotonic() if now is None else now
+        now = clock.monotonic() if now is None else now
         if self.state == "OPEN":
             if now - self.opened_at < self.open_s:
                 return f"circuit open ({self.failures} failures in a row)"
@@ -94,7 +95,7 @@ class CircuitBreaker:
         return None
 
     def record(self, success: bool, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        now = clock.monotonic() if now is None else now
         self.probe_in_flight = False
         if success:
             self.state, self.failures = "CLOSED", 0
@@ -114,7 +115,7 @@ class KillSwitch:
     _file: bool = field(default=False, repr=False)
 
     def engaged(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+        now = clock.monotonic() if now is None else now
         if now - self._checked_at > 0.1:  # a stat per 100 ms, not per intent
             self._file = self.path.exists()
             self._checked_at = now

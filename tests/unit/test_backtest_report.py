@@ -161,7 +161,8 @@ def test_the_report_links_every_plot_and_each_plot_is_a_png(
         report: tuple[BacktestResults, Path, dict[str, Any]]) -> None:
     _, tmp_path, _ = report
     text = (tmp_path / "report.md").read_text()
-    assert text.startswith("# scripted")
+    assert text.splitlines()[0] == "`python -m karb.backtest configs/backtest.yaml`"  # the command first
+    assert "\n# scripted\n" in text
     for name in PLOTS:
         assert f"]({name})" in text
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

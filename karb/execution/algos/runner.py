@@ -11,11 +11,11 @@ A child still open at its deadline stops the algorithm: the leg is left to recon
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from karb import clock
 from karb.clock import Clock, LiveClock
 from karb.exchanges.ticks import floor_lot
 from karb.execution.algos.base import Algo, AlgoOrder, Child, MarketView, Progress
@@ -134,5 +134,5 @@ class AlgoRunner:
         leg = LegRecord(leg_client_id(algo_id, "algo", n), algo_id, "algo", order.venue,
                         order.market, order.side, child.price, volume, LegState.PENDING)
         self.journal.add_leg(leg)  # journaled before it is sent, like every leg
-        deadline = time.monotonic() + self.child_deadline_s
+        deadline = clock.monotonic() + self.child_deadline_s
         return await self.legs.run(leg, 0, deadline)
