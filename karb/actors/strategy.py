@@ -48,7 +48,8 @@ class Strategy(Actor):
         venues: list[str] = [v.name for v in cfg.venues]
         self.table = TopOfBookTable.attach(segment_path(cfg.run_dir), len(cfg.venues), len(cfg.markets))
         self.decider = Decider(self.params, venues, {v.name: v.fee for v in cfg.venues},
-                               list(cfg.markets), ShmTopView(self.table, venues, list(cfg.markets)))
+                               list(cfg.markets), ShmTopView(self.table, venues, list(cfg.markets)),
+                               rebalance=cfg.rebalance)
         self.dirty: dict[str, int] = {}  # market → earliest recv_mono of its unevaluated books
         self.outbox: asyncio.Queue[Intent] = asyncio.Queue()
         self.sent = self.accepted = 0
@@ -99,7 +100,8 @@ class Strategy(Actor):
             best_ask=d.best_ask, best_bid=d.best_bid, gross_bps=opp.gross_bps,
             net_bps=opp.net_bps, volume=opp.volume, buy_limit=d.buy_limit,
             sell_limit=d.sell_limit, expected_pnl_krw=opp.pnl_krw, decision=d.decision,
-            intent_id=d.intent_id, venue=d.about, ts_event=clock.time_ns(),
+            intent_id=d.intent_id, venue=d.about, threshold_bps=d.threshold_bps,
+            skew_rule=d.skew_rule, skew_pressure=d.skew_pressure, ts_event=clock.time_ns(),
             ts_init=clock.time_ns()))
         if d.decision == "sent":
             self.log.info("signal %s buy %s sell %s net %.1f bps gross %.1f bps size %.8g "

@@ -171,7 +171,7 @@ class Backtest:
     def new_decider(self, tops: TopView) -> Decider:
         ids = itertools.count(1)
         return Decider(self.sp, self.venues, self.fees, self.markets, tops,
-                       new_id=lambda: f"i{next(ids):020d}")
+                       new_id=lambda: f"i{next(ids):020d}", rebalance=self.cfg.rebalance)
 
     def _arrived(self, client_id: str, mono_ns: int) -> None:
         self.arrivals.setdefault(client_id, mono_ns)

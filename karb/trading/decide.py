@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -29,6 +29,10 @@ from karb.exchanges.types import Level
 from karb.messages import Decision, DepthUpdate, Position
 from karb.trading.arb import MIN_ORDER_KRW, Caps, Opportunity, limit_prices, size_trade
 from karb.trading.risk import notional_cap
+from karb.trading.skew import EdgeAdjustment, market_edges
+
+if TYPE_CHECKING:
+    from karb.config import RebalanceConfig
 
 
 class StrategyParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -66,6 +70,9 @@ class Sized:
     intent_id: str  # "" unless sent
     best_ask: float
     best_bid: float
+    threshold_bps: float = 0.0  # the edge this direction had to beat (skew-aware)
+    skew_rule: str = ""  # which skew rule set it ("" without inventory targets)
+    skew_pressure: float = 0.0
 
     @property
     def volume(self) -> float:
@@ -79,8 +86,12 @@ def new_intent_id() -> str:
 class Decider:
     def __init__(self, params: StrategyParams, venues: list[str], fees: dict[str, float],
                  markets: list[str], tops: TopView,
-                 new_id: Callable[[], str] = new_intent_id) -> None:
+                 new_id: Callable[[], str] = new_intent_id,
+                 rebalance: RebalanceConfig | None = None) -> None:
+        """``rebalance``: inventory targets; with them, each direction's edge threshold is
+        skew-aware (karb/trading/skew.py): more edge to worsen skew, less to restore it."""
         self.params = params
+        self.rebalance = rebalance
         self.venues = venues
         self.fees = fees
         self.markets = markets
@@ -139,7 +150,9 @@ class Decider:
         p = self.params
         fee_buy, fee_sell = self.fees[buy_venue], self.fees[sell_venue]
         caps = self.caps(market, buy_venue, sell_venue, buy_book.asks)
-        opp = size_trade(buy_book.asks, sell_book.bids, fee_buy, fee_sell, p.min_edge_bps, caps)
+        adj = self.skew(market, buy_venue, sell_venue)
+        threshold = adj.threshold_bps if adj is not None else p.min_edge_bps
+        opp = size_trade(buy_book.asks, sell_book.bids, fee_buy, fee_sell, threshold, caps)
         if opp is None:
             return None
         buy_limit, sell_limit = limit_prices(opp, fee_buy, fee_sell, p.slippage_bps)
@@ -148,6 +161,8 @@ class Decider:
             opp = dataclasses.replace(opp, volume=floor_lot(cap / buy_limit))
         decision, about = self.filter(market, buy_venue, sell_venue, opp.volume, buy_limit,
                                       sell_limit)
+        if decision == "sent" and adj is not None and adj.blocked:
+            decision = "skew_blocked"  # it would push inventory past block_at_bands
         intent_id = ""
         if decision == "sent":
             intent_id = self.new_id()
@@ -155,7 +170,15 @@ class Decider:
             self.in_flight[intent_id] = now
             self.cooldown_until[market] = now + p.cooldown_ms * 1_000_000
         return Sized(market, buy_venue, sell_venue, opp, buy_limit, sell_limit, decision, about,
-                     intent_id, buy_book.asks[0][0], sell_book.bids[0][0])
+                     intent_id, buy_book.asks[0][0], sell_book.bids[0][0], threshold,
+                     adj.rule if adj is not None else "", adj.pressure if adj is not None else 0.0)
+
+    def skew(self, market: str, buy_venue: str, sell_venue: str) -> EdgeAdjustment | None:
+        if self.rebalance is None or self.position is None:
+            return None
+        edges = market_edges(self.rebalance, market, self.params.min_edge_bps,
+                             self.position.balances, self.position.in_transit, self.venues)
+        return edges.get((buy_venue, sell_venue))
 
     def caps(self, market: str, buy_venue: str, sell_venue: str, asks: list[Level]) -> Caps:
         coin = market.split("-", 1)[1]

@@ -104,3 +104,38 @@ def test_market_edges_is_the_strategys_one_call_from_pos() -> None:
     # coin in transit to upbit already restores the coin side: milder on both
     moving = skew.market_edges(CFG, "KRW-BTC", 10.0, balances, {"BTC": {"upbit": 0.3}}, V)
     assert moving[("bithumb", "upbit")].threshold_bps < edges[("bithumb", "upbit")].threshold_bps
+
+
+def test_the_decider_asks_more_edge_to_worsen_skew_and_blocks_past_the_limit() -> None:
+    from karb.config import RebalanceConfig
+    from karb.messages import DepthUpdate, Position
+    from karb.trading.decide import Decider, StrategyParams
+
+    class Tops:
+        def top(self, venue: str, market: str) -> tuple[float, int] | None:
+            from karb import clock
+            return 100.0, clock.monotonic_ns()
+
+    params = StrategyParams(min_edge_bps=10.0, max_move_bps=1e9, cooldown_ms=0, max_in_flight=99)
+    decider = Decider(params, ["upbit", "bithumb"], {"upbit": 0.0, "bithumb": 0.0}, ["KRW-XRP"],
+                      Tops(), rebalance=RebalanceConfig())
+    # upbit 20 bps cheaper: buying on upbit and selling on bithumb is the trade
+    decider.on_depth(DepthUpdate(venue="upbit", market="KRW-XRP", bids=[(99.7, 1e6)], asks=[(99.8, 1e6)]))
+    decider.on_depth(DepthUpdate(venue="bithumb", market="KRW-XRP", bids=[(100.0, 1e6)], asks=[(100.1, 1e6)]))
+
+    def decide(upbit_xrp: float, bithumb_xrp: float) -> tuple[str, float, str]:
+        decider.on_position(Position(
+            balances={"upbit": {"KRW": 1e8, "XRP": upbit_xrp}, "bithumb": {"KRW": 1e8, "XRP": bithumb_xrp}},
+            inventory={}, pnl_krw={}, pnl_total_krw=0.0, intents_done=0, fills=0))
+        sized = [s for s in decider.evaluate("KRW-XRP") if s.buy_venue == "upbit"]
+        if not sized:
+            return "none", 0.0, ""
+        return sized[0].decision, sized[0].threshold_bps, sized[0].skew_rule
+
+    balanced = decide(1000.0, 1000.0)
+    assert balanced[1] == 10.0 and balanced[0] == "sent"
+    heavy = decide(1500.0, 500.0)  # buying more on upbit worsens its coin skew
+    assert heavy[1] > 10.0
+    light = decide(500.0, 1500.0)  # buying on upbit restores it: less edge asked
+    assert light[1] < 10.0
+    assert decide(10_000.0, 0.0)[0] in ("skew_blocked", "none")
