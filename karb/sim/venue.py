@@ -164,7 +164,12 @@ def parse_float(params: dict[str, Any], key: str, venue: str) -> float | None:
 
 async def json_body(request: web.Request, venue: str) -> dict[str, Any]:
     """The JSON object body, keys in the order received (they are hashed in that order)."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except ConnectionResetError:
+        # The client hung up before its body arrived (it timed out): nothing reached the
+        # venue, and there is nobody to answer. Not a server error worth a traceback.
+        raise web.HTTPRequestTimeout(text="the client went away") from None
     if not raw:
         return {}
     try:
