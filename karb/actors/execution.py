@@ -68,7 +68,7 @@ class ExecutionParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Every leg is final (or UNKNOWN, and its market halted) this long after it is sent.
     leg_deadline_ms: int = 15_000
     hedge_attempts: int = 4
-    hedge_retry_ms: int = 150
+    hedge_retry_ms: int = 250
     reconcile_interval_s: float = 5.0
     balance_tolerance_krw: float = 100.0
     breaker_failures: int = 3
@@ -138,14 +138,15 @@ class Execution(Actor):
                                 busy=self.executor.settling)
         self.optimizer = AlgoOptimizer()
         await self.executor.refresh_balances()
-        if p.mode != "paper" and cfg.markets:
-            await self.executor.check_fees(cfg.markets[0])
         started = time.monotonic()
         # A POST in flight when the previous incarnation died may land until about now: the
-        # settle window of its legs cannot start earlier.
+        # settle window of its legs cannot start earlier. Recovery first (a position may be
+        # one-sided), the fee check after: both come before any intent is accepted.
         legs = await self.executor.recover_open(not_before_ns=time.time_ns())
         self.log.info("mode %s; journal replayed: %d open legs reconciled in %.0f ms", p.mode,
                       legs, (time.monotonic() - started) * 1000)
+        if p.mode != "paper" and cfg.markets:
+            await self.executor.check_fees(cfg.markets[0])
         for market, reason in self.journal.halted().items():
             self.log.warning("%s stays halted (%s); 'unhalt %s' to trade it again", market,
                              reason, market)

@@ -306,6 +306,12 @@ class Executor:
             volume = floor_lot(abs(imbalance))
             best = self._hedge_venue(intent_id, market, side, volume, legs)
             if best is None:
+                if attempt < self.limits.hedge_attempts:
+                    # No fresh price or no funds right now (a feed restarting, a stalled
+                    # stream): ask again after the pause rather than halt at once.
+                    log.warning("%s: no venue can take the hedge of %.8g %s yet; asking again",
+                                intent_id, volume, market)
+                    continue
                 self.halt(market, f"{intent_id}: {volume:.8g} {market} "
                                   f"{'long' if side == 'sell' else 'short'} and no venue can take "
                                   "the hedge")

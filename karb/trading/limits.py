@@ -21,7 +21,7 @@ class ExecutionLimits:
     leg_deadline_ms: int = 15_000
     max_notional_btc: float | None = None  # launch cap in BTC, at the live KRW-BTC ask
     hedge_attempts: int = 4  # hedge orders per settlement before the market is halted
-    hedge_retry_ms: int = 150  # pause before hedge attempt k: (k - 1) times this
+    hedge_retry_ms: int = 250  # pause before hedge attempt k: (k - 1) times this
     # Balance reconciliation: venue vs journal differences under this (KRW, coin valued at the
     # live price) are rounding; above it, new trading stops until acknowledged.
     balance_tolerance_krw: float = 100.0
