@@ -35,6 +35,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="book receipt to first order written, ms (default: measured tick-to-trade)")
     p.add_argument("--no-reconcile", action="store_true",
                    help="skip continuous reconciliation (faster; live runs it)")
+    p.add_argument("--reconcile-s", type=float, default=Options.reconcile_every_s,
+                   help="reconciliation interval, s (default %(default)s; live: 5 s, but each sweep "
+                   "sums the whole journal, which grows over a long backtest)")
+    p.add_argument("--progress", action="store_true", help="a line on stderr per simulated 6 h")
     p.add_argument("--latency-sweep", nargs="?", const="1,5,10,20,50,100", default=None,
                    metavar="RTT_MS,...", help="re-run at each network round trip (ms; default "
                    "1,5,10,20,50,100) and plot PnL against our latency: DIR/latency_sweep.*")
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.CONFIG
     opts = Options(days=args.days, seed=args.seed,
                    latency=Latency(decision_ms=args.decision_ms, rtt_ms=args.rtt_ms),
-                   reconcile=not args.no_reconcile, data=args.data)
+                   reconcile=not args.no_reconcile, data=args.data,
+                   reconcile_every_s=args.reconcile_s, progress=args.progress)
     if args.data is not None and not args.data.exists():
         print(f"--data {args.data}: no such file or directory", file=sys.stderr)
         return ExitCode.CONFIG

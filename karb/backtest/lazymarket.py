@@ -76,8 +76,13 @@ class LazyMarketModel(MarketModel):
             vm.noise_bps = 0.8 * vm.noise_bps + gauss(0.0, noise_sd)
         changed = []
         hot_now = set()
+        offsets, state, hot_bps = self._offsets, self.state, self.hot_bps
         for market in self.markets:
-            if self.gap_bps(market) > self.hot_bps:
+            # gap_bps(), inlined: this runs for every market at every step
+            up, bt = ("upbit", market), ("bithumb", market)
+            gap = ((state[up].noise_bps + offsets.get(up, 0.0))
+                   - (state[bt].noise_bps + offsets.get(bt, 0.0)))
+            if gap > hot_bps or -gap > hot_bps:
                 hot_now.add(market)
             if market in hot_now or market in self._hot:
                 for venue in VENUES:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,12 @@ class Options:
     latency: Latency = field(default_factory=Latency)
     depth_levels: int = 10  # as the book actor publishes (configs: book depth_levels)
     balance_every_s: float = 300.0  # a balance point for the report this often
-    reconcile: bool = True  # continuous reconciliation every reconcile_interval_s, as live
+    reconcile: bool = True  # continuous reconciliation, as live
+    # Its interval here. Live: reconcile_interval_s (5 s). Each sweep's balance check sums every
+    # leg the journal holds (Journal.executed_totals, legs(only_open)): O(history) per sweep,
+    # quadratic over a long backtest, so a backtest sweeps less often by default.
+    reconcile_every_s: float = 300.0
+    progress: bool = False  # a line on stderr per simulated six hours
     data: Path | None = None  # a recording to replay instead of the synthetic market
 
 
@@ -131,6 +137,7 @@ class Backtest:
         self.crashes = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.steps = 0
+        self.t0 = 0.0
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -213,7 +220,7 @@ class Backtest:
         background = [asyncio.create_task(self._refresh())]
         if self.opts.reconcile:
             background.append(asyncio.create_task(self._reconcile()))
-        t0 = time.perf_counter()
+        t0 = self.t0 = time.perf_counter()
         await self._drive()
         if self.tasks:  # let intents in flight finish (each is bounded by leg_deadline_ms)
             await asyncio.wait(self.tasks, timeout=self.ep.leg_deadline_ms / 1000 * 2)
@@ -234,7 +241,8 @@ class Backtest:
         end = clock.monotonic_ns() + int(self.opts.days * DAY_NS)
         balance_every = int(self.opts.balance_every_s * 1e9)
         next_balance = clock.monotonic_ns() + balance_every
-        t = clock.monotonic_ns()
+        t = start = clock.monotonic_ns()
+        next_progress = start + 6 * 3600 * 10**9
         levels = self.opts.depth_levels
         replay = self.model if isinstance(self.model, ReplayMarket) else None
         while t + step_ns <= end and not (replay is not None and replay.exhausted):
@@ -257,6 +265,11 @@ class Backtest:
             for d in self.feed(updates):
                 if d.decision == "sent":
                     self._spawn(d, t)
+            if self.opts.progress and t >= next_progress:
+                next_progress += 6 * 3600 * 10**9
+                print(f"backtest: {(t - start) / DAY_NS:.2f} simulated days, "
+                      f"{time.perf_counter() - self.t0:.0f} s, {len(self.intents)} intents",
+                      file=sys.stderr, flush=True)
             if t >= next_balance:
                 next_balance += balance_every
                 self._balance_point()
@@ -352,7 +365,7 @@ class Backtest:
 
     async def _reconcile(self) -> None:
         while True:
-            await asyncio.sleep(self.ep.reconcile_interval_s)
+            await asyncio.sleep(self.opts.reconcile_every_s)
             try:
                 await self.reconciler.sweep()
             except Exception:
