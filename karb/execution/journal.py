@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, intent_id TEXT NOT NULL,
     client_id TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS legs_intent ON legs(intent_id);
+-- Open legs are looked up on every reconciliation sweep: without it a sweep reads every leg
+-- ever written.
+CREATE INDEX IF NOT EXISTS legs_state ON legs(state);
 CREATE TABLE IF NOT EXISTS halts (
     market TEXT PRIMARY KEY, reason TEXT NOT NULL, ts_ns INTEGER NOT NULL);
 """
