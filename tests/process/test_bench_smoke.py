@@ -10,12 +10,12 @@ from tests.support import REPO
 
 
 def test_bench_prints_json_and_a_table() -> None:
-    out = subprocess.run([sys.executable, "tools/bench.py", "--only", "shm", "--only", "parse",
-                          "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    # shm only: the parse bench alone takes ~11 s; what is smoke-tested here is the program
+    out = subprocess.run([sys.executable, "tools/bench.py", "--only", "shm", "--json"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
-    assert {"shm_write_ns", "shm_read_ns", "parse_upbit_orderbook_us", "parse_json_baseline_us",
-            "parse_speedup_vs_baseline"} <= figures.keys()
+    assert {"shm_write_ns", "shm_read_ns"} <= figures.keys()
     assert all(isinstance(v, (int, float)) and v > 0 for v in figures.values())
     table = subprocess.run([sys.executable, "tools/bench.py", "--only", "shm"], cwd=REPO,
                            capture_output=True, text=True, timeout=120)

@@ -296,10 +296,22 @@ def test_five_failed_intents_alert_and_resolve(run: Run) -> None:
     if run.page_killed:
         assert notices("kill_switch", "all") == ["firing", "resolved"]
     for venue in ("upbit", "bithumb"):  # each intent sends one leg to each venue
-        run.venues.post(venue, "/_sim/faults/order_next", {"action": "reject", "count": 5})
+        run.venues.post(venue, "/_sim/faults/order_next", {"action": "reject", "count": 50})
+    opened = [0.0]
+
+    def fired() -> bool:
+        # Open a window every 2 s (both markets, alternating venues) so that failing intents
+        # keep coming whatever the random dislocations do; the rule needs five in a row.
+        now = time.monotonic()
+        if now - opened[0] > 2.0:
+            opened[0] = now
+            venue = ("upbit", "bithumb")[int(now) % 2]
+            for market in ("KRW-BTC", "KRW-ETH"):
+                run.venues.dislocate(venue, market, 80, 1500)
+        return notices("intent_failures", "all") == ["firing"]
+
     try:
-        eventually(lambda: notices("intent_failures", "all") == ["firing"], 30, interval=0.2,
-                   what="intent_failures at the webhook")
+        eventually(fired, 45, interval=0.2, what="intent_failures at the webhook")
     finally:
         for venue in ("upbit", "bithumb"):
             run.venues.post(venue, "/_sim/faults/clear")
