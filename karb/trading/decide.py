@@ -92,6 +92,8 @@ class Decider:
         skew-aware (karb/trading/skew.py): more edge to worsen skew, less to restore it."""
         self.params = params
         self.rebalance = rebalance
+        self._edges_for: Position | None = None
+        self._edges: dict[str, dict[tuple[str, str], EdgeAdjustment]] = {}
         self.venues = venues
         self.fees = fees
         self.markets = markets
@@ -176,8 +178,15 @@ class Decider:
     def skew(self, market: str, buy_venue: str, sell_venue: str) -> EdgeAdjustment | None:
         if self.rebalance is None or self.position is None:
             return None
-        edges = market_edges(self.rebalance, market, self.params.min_edge_bps,
-                             self.position.balances, self.position.in_transit, self.venues)
+        # Balances change only with a new Position: compute each market's edges once per one
+        # (the decider evaluates every changed market on every burst of books).
+        if self._edges_for is not self.position:
+            self._edges_for, self._edges = self.position, {}
+        edges = self._edges.get(market)
+        if edges is None:
+            edges = self._edges[market] = market_edges(
+                self.rebalance, market, self.params.min_edge_bps, self.position.balances,
+                self.position.in_transit, self.venues)
         return edges.get((buy_venue, sell_venue))
 
     def caps(self, market: str, buy_venue: str, sell_venue: str, asks: list[Level]) -> Caps:
