@@ -41,6 +41,8 @@ CREATE INDEX IF NOT EXISTS legs_intent ON legs(intent_id);
 -- Open legs are looked up on every reconciliation sweep: without it a sweep reads every leg
 -- ever written.
 CREATE INDEX IF NOT EXISTS legs_state ON legs(state);
+-- Settling an intent reads its events: without it every settlement scans the whole history.
+CREATE INDEX IF NOT EXISTS events_intent ON events(intent_id);
 CREATE TABLE IF NOT EXISTS halts (
     market TEXT PRIMARY KEY, reason TEXT NOT NULL, ts_ns INTEGER NOT NULL);
 """
