@@ -221,3 +221,21 @@ async def test_no_secret_in_logs_errors_or_reprs(caplog: pytest.LogCaptureFixtur
         finally:
             await client.close()
             await wrong.close()
+
+
+async def test_an_order_post_has_its_own_short_timeout() -> None:
+    """With the venue 600 ms slow, reads (request_timeout_ms 5000) answer while an order POST
+    (order_timeout_ms 250) gives up — and says its outcome is unknown, never resends."""
+    async with running_sim(rate_limits={"enabled": False}) as (server, ep), \
+            aiohttp.ClientSession() as s:
+        client = UpbitClient(ep["upbit"].rest, CREDS, 5000, 250)
+        try:
+            bid = server.model.book("upbit", "KRW-XRP").bids[0][0]
+            await s.post(f"{ep['upbit'].rest}/_sim/faults/latency", json={"ms": 600})
+            assert (await client.balances())["KRW"].free > 0  # a read waits it out
+            requests = client.transport.requests
+            with pytest.raises(OutcomeUnknown):
+                await client.place_limit_order("KRW-XRP", "buy", bid * 0.95, 5.0, "slow-1", "ioc")
+            assert client.transport.requests == requests + 1
+        finally:
+            await client.close()
