@@ -29,7 +29,7 @@ def config(workdir: Path) -> Path:
                          "balances": {"KRW": 50_000_000.0, "XRP": XRP0}}],
            "transfers": {"processing_s": 0.3, "coins": {"XRP": {"fee": 0.4, "minimum": 2.0,
                                                                 "confirm_s": 0.5}}}}
-    rebalance = {"default": {"band": 0.03}, "out_of_band_s": 2.0, "stuck_after_s": 6.0,
+    rebalance = {"default": {"band": 0.03}, "out_of_band_s": 1.0, "stuck_after_s": 3.0,
                  "addresses": {v: {"XRP": {"address": f"sim-{v}-XRP-{ACCESS}"}}
                                for v in ("upbit", "bithumb")},
                  "travel_rule": {v: {"exchange_name": v, "receiver_ko_name": "김카브",
@@ -131,7 +131,7 @@ def test_skew_out_of_band_is_restored_by_a_transfer_hedged_and_killed_midway(wor
         (sup.run_dir / "KILL").unlink()
         venues.post("upbit", "/_sim/faults/withdraw_next", {"action": "stuck"})
         venues.dislocate("upbit", "KRW-XRP", -90, 1500)  # XRP to upbit now
-        eventually(lambda: "transfer_stuck" in sup.log() or "after 6 s" in sup.log(), 30,
+        eventually(lambda: "transfer_stuck" in sup.log() or "after 3 s" in sup.log(), 30,
                    what="a stuck-transfer alert")
 
 
