@@ -281,7 +281,9 @@ class Executor:
         imbalance = coin_imbalance(legs)
         pnl = intent_pnl(legs)
         row = self.journal.intent_row(intent_id)
-        reopened = bool(row) and any(e == "finished" for e in self.journal.event_kinds(intent_id))
+        # Only an intent reconciliation reopened can have been booked before (the common path,
+        # a fresh intent, is ACCEPTED and skips the events query).
+        reopened = row.get("state") == "RECONCILING" and "finished" in self.journal.event_kinds(intent_id)
         self.ledger.book_intent(market, legs, row.get("pnl_krw", 0.0) if reopened else None)
         state = "DONE" if not failed else "FAILED"
         self.journal.finish_intent(intent_id, state, pnl,

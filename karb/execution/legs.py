@@ -156,7 +156,7 @@ class LegRunner:
                          leg.venue, exc.name)
             except VenueError as exc:
                 log.error("leg %s: unexpected answer from %s: %s", leg.client_id, leg.venue, exc)
-        self._apply(leg, order, source)
+        self.apply(leg, order, source)
         return leg
 
     async def _cancel(self, leg: LegRecord, client: VenueClient, order: Order) -> bool:
@@ -173,7 +173,9 @@ class LegRunner:
             log.error("leg %s: cancel refused by %s: %s", leg.client_id, leg.venue, exc)
         return True
 
-    def _apply(self, leg: LegRecord, order: Order, source: str = "rest") -> None:
+    def apply(self, leg: LegRecord, order: Order, source: str = "rest") -> None:
+        """Journal a final order on its leg and publish its fills (also for an order found by
+        reconciliation)."""
         known = leg.executed_volume
         leg.order_id = order.order_id
         leg.executed_volume = order.executed_volume
@@ -198,10 +200,6 @@ class LegRunner:
         log.info("leg %s %s %s: %s %.8g of %.8g %s at avg %.8g, fee %.0f KRW", leg.client_id,
                  leg.venue, leg.side, "filled" if leg.state == LegState.DONE else "cancelled after",
                  leg.executed_volume, leg.volume, leg.market, avg, leg.fee)
-
-    def apply_found(self, leg: LegRecord, order: Order) -> None:
-        """Book an order found by reconciliation (final at the venue) on its leg."""
-        self._apply(leg, order)
 
     def _event(self, leg: LegRecord, reason: str = "", recv_mono: int = 0, sent_mono: int = 0) -> None:
         now = clock.time_ns()

@@ -148,7 +148,7 @@ class Reconciler:
             return
         if leg is not None and leg.state in EMPTY_LEG_STATES and order.executed_volume == 0 \
                 and order.state.final and order.complete:
-            self.ex.legs.apply_found(leg, order)  # it existed after all, and took nothing
+            self.ex.legs.apply(leg, order)  # it existed after all, and took nothing
             self.stats.corrected += 1
             return
         if leg is None:
@@ -161,7 +161,7 @@ class Reconciler:
                           f"{order.executed_volume:.8g}: booking the venue's and settling again")
         deadline = clock.monotonic() + self.ex.limits.leg_deadline_ms / 1000
         if order.state.final and order.complete:
-            self.ex.legs.apply_found(leg, order)
+            self.ex.legs.apply(leg, order)
         else:
             leg.state, leg.order_id = LegState.SENT, order.order_id
             await self.ex.legs.follow(leg, order, deadline)
