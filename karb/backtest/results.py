@@ -55,6 +55,7 @@ class IntentRecord(_Rec, frozen=True):
     sell_limit: float
     net_bps: float
     accepted: bool
+    purpose: str = "arb"  # "arb" | "rebalance" (a child of a KRW-rebalancing algorithm)
 
 
 class LegRecord(_Rec, frozen=True):
@@ -97,6 +98,44 @@ class BalancePoint(_Rec, frozen=True):
     balances: dict[str, dict[str, float]]  # venue -> currency -> total (free + locked)
 
 
+class TransferRecord(_Rec, frozen=True):
+    """One coin transfer the rebalancer started (karb.execution.rebalance.TransferManager)."""
+
+    transfer_id: str
+    coin: str
+    from_venue: str
+    to_venue: str
+    amount: float
+    fee: float  # coin, paid by the sending venue on top of the amount
+    fee_krw: float  # the fee at the coin's mark when requested
+    requested_ns: int
+    credited_ns: int  # 0: not credited by the end of the run
+    state: str  # the TransferState at the end of the run
+    purpose: str  # "coin" (a coin's skew) | "krw" (the send-back after a KRW rebalancing trade)
+
+
+class AlgoRecord(_Rec, frozen=True):
+    """One KRW-rebalancing trade carried out by an execution algorithm: children are hedged
+    intents (buy on the KRW-heavy venue, sell on the light one, at once)."""
+
+    algo_id: str
+    algo: str  # market | limit | twap | vwap | iceberg | adaptive
+    state: str  # market state at arrival (karb.ops.marketstate)
+    source: str  # the optimizer's reason kind: rules | measured | explore
+    market: str
+    buy_venue: str
+    sell_venue: str
+    started_ns: int
+    duration_s: float
+    volume: float  # asked for
+    filled: float  # hedged volume (both sides filled)
+    children: int
+    arrival_mid: float  # mean of the two venues' mids at arrival
+    arrival_premium: float  # buy venue's mid - sell venue's mid at arrival, KRW per coin
+    cost_krw: float  # bought - sold + fees over the children's fills: what the trade cost
+    shortfall_bps: float  # cost against the arrival premium, bps of the arrival mid per coin
+
+
 class HaltRecord(_Rec, frozen=True):
     ts_ns: int
     market: str
@@ -119,6 +158,9 @@ class BacktestResults(_Rec, frozen=True):
     final_marks: dict[str, float] = {}  # market -> price to value leftover coin
     crashes: int = 0
     blocked_cap_s: float = 1.0
+    rebalancing: bool = False  # the skew-aware thresholds and the rebalancer ran
+    transfers: list[TransferRecord] = []
+    algos: list[AlgoRecord] = []
 
 
 def signed_notional(fill: FillRecord) -> float:

@@ -75,6 +75,9 @@ class Options:
     reconcile_every_s: float = 300.0
     progress: bool = False  # a line on stderr per simulated six hours
     data: Path | None = None  # a recording to replay instead of the synthetic market
+    # The config's rebalance: section in force (skew-aware thresholds, the rebalancer's
+    # transfers and KRW trades); False: the bare strategy, for the side-by-side report.
+    rebalancing: bool = True
 
 
 def strategy_params(cfg: Config) -> StrategyParams:
