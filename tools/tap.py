@@ -198,6 +198,13 @@ def show_rebal(config: Config, args: argparse.Namespace) -> int:
     for t in report["transfers"]:
         print(f"rebal transfer {t['id']} {t['amount']:g} {t['coin']} {t['from']}→{t['to']} "
               f"{t['state']} {t['age_s']:.0f}s{' STUCK' if t['stuck'] else ''}")
+    for a in report.get("algos", []):
+        print(f"rebal algo {a['id']} {a['algo']} {a['market']} buy {a['buy']} sell {a['sell']} "
+              f"{a['filled']:g}/{a['volume']:g} hedged, {a['children']} children")
+    for state, row in report.get("quality", {}).items():
+        print(f"rebal quality {state:<9} " + "  ".join(
+            f"{algo} n={q['n']} {q['shortfall_bps']:+.1f}bps fill {q['fill_rate']:.0%}"
+            for algo, q in row.items()))
     print("rebal counts " + " ".join(f"{k}={v}" for k, v in report["counts"].items()))
     return 0
 

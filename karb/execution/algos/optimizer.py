@@ -18,17 +18,23 @@ at arrival). Once some algorithm has ``min_samples`` in the order's state, the c
 lowest *cost* among those measured, allowed by the urgency (urgent orders exclude the slow
 ``limit`` and ``iceberg``): cost = mean implementation shortfall (bps against the arrival mid,
 fees in) + ``unfilled_penalty_bps`` × (1 − mean fill rate).
+
+Exploring: with ``explore_every`` = n > 0, every n-th choice in a state goes to the allowed
+algorithm with the fewest results in that state (ties: the order of ``ALGOS``). Without it the
+optimizer only ever measures what its rules or its first measurements picked, and the
+alternatives' cost in each state stays unknown.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
 from karb.execution.algos.base import AlgoName
-from karb.execution.algos.runner import AlgoResult
+from karb.execution.algos.schedules import ALGOS
 
 SLOW: frozenset[str] = frozenset({"limit", "iceberg"})
 
@@ -40,6 +46,26 @@ class OptimizerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     small_share: float = 0.02
     unfilled_penalty_bps: float = 50.0
     window: int = 200  # results kept per (algo, state)
+    explore_every: int = 0  # every n-th choice per state: the least measured algorithm (0: off)
+
+    def __post_init__(self) -> None:
+        if self.min_samples < 1 or self.window < 1 or self.explore_every < 0:
+            raise ValueError("min_samples and window must be at least 1, explore_every 0 or more")
+
+
+class Measured(Protocol):
+    """One finished algorithm run (a single-venue AlgoResult or a hedged PairResult)."""
+
+    @property
+    def algo(self) -> str: ...
+    @property
+    def state_at_arrival(self) -> str: ...
+    @property
+    def shortfall_bps(self) -> float: ...
+    @property
+    def fill_rate(self) -> float: ...
+    @property
+    def fee_bps(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -63,9 +89,10 @@ class Choice:
 class AlgoOptimizer:
     def __init__(self, cfg: OptimizerConfig | None = None) -> None:
         self.cfg = cfg or OptimizerConfig()
-        self.results: dict[tuple[str, str], list[AlgoResult]] = defaultdict(list)
+        self.results: dict[tuple[str, str], list[Measured]] = defaultdict(list)
+        self.choices: dict[str, int] = defaultdict(int)  # state → choices made in it
 
-    def record(self, result: AlgoResult) -> None:
+    def record(self, result: Measured) -> None:
         kept = self.results[(result.algo, result.state_at_arrival)]
         kept.append(result)
         del kept[:-self.cfg.window]
@@ -75,7 +102,7 @@ class AlgoOptimizer:
         if not kept:
             return None
         n = len(kept)
-        fee_bps = [r.fee / (r.avg_price * r.filled) * 1e4 for r in kept if r.filled > 0]
+        fee_bps = [r.fee_bps for r in kept if r.fill_rate > 0]
         return Quality(n, sum(r.shortfall_bps for r in kept) / n,
                        sum(r.fill_rate for r in kept) / n,
                        sum(fee_bps) / len(fee_bps) if fee_bps else 0.0)
@@ -93,6 +120,13 @@ class AlgoOptimizer:
                has_profile: bool = True) -> Choice:
         cfg = self.cfg
         urgent = urgency >= cfg.urgent
+        self.choices[state] += 1
+        if cfg.explore_every and self.choices[state] % cfg.explore_every == 0:
+            allowed = [a for a in ALGOS if not (urgent and a in SLOW)]
+            least = min(allowed, key=lambda a: len(self.results.get((a, state), [])))
+            return Choice(least, "explore",  # type: ignore[arg-type]  # ALGOS keys are AlgoNames
+                          f"least measured in {state} "
+                          f"({len(self.results.get((least, state), []))} results)")
         measured = {}
         for (algo, at), kept in self.results.items():
             if at != state or len(kept) < cfg.min_samples or (urgent and algo in SLOW):

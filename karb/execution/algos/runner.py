@@ -49,6 +49,10 @@ class AlgoResult:
         return self.filled / self.volume if self.volume > 0 else 0.0
 
     @property
+    def fee_bps(self) -> float:
+        return self.fee / (self.avg_price * self.filled) * 1e4 if self.filled > 0 else 0.0
+
+    @property
     def shortfall_bps(self) -> float:
         """Implementation shortfall against the arrival mid, fees in; positive = cost."""
         if self.filled <= 0 or self.arrival_mid <= 0:
