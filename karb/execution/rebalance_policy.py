@@ -109,6 +109,7 @@ class RebalancePolicy:
         self.last_note: dict[str, str] = {}  # currency → what was done or why not
         self.krw_task: asyncio.Task[None] | None = None
         self.results: list[PairResult] = []  # finished KRW trades, newest last
+        self.keep = RESULTS_KEPT  # how many (a backtest keeps them all for its report)
         self.sources: dict[str, str] = {}  # algo id → the optimizer's choice source
         self.krw_trades = 0
         self._chances: dict[tuple[str, str], tuple[float, float]] = {}  # → (fee, asked at)
@@ -248,7 +249,7 @@ class RebalancePolicy:
             self.last_note["KRW"] = f"{algo_id}: no quotes at arrival"
             return
         self.results.append(result)
-        del self.results[:-RESULTS_KEPT]
+        del self.results[:-self.keep]
         if result.filled > 0:
             self.optimizer.record(result)
         await self._send_back(result)
