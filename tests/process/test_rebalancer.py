@@ -141,3 +141,53 @@ def _add(balances: dict[str, Any], venue: str, amount: float) -> dict[str, Any]:
     xrp["free"] = xrp["free"] + amount
     out[venue]["XRP"] = xrp
     return out
+
+
+def test_krw_skew_is_fixed_by_a_hedged_pair_algorithm_killed_midway(workdir: Path) -> None:
+    """KRW out of band (a target of 80 % on upbit): the rebalancer buys XRP on the KRW-heavy
+    bithumb and sells it on upbit in hedged children through execution; SIGKILLed mid-way, it
+    sends nothing twice, and the venues, their balances and the journal agree."""
+    path = config(workdir)
+    data = yaml.safe_load(path.read_text())
+    # XRP's own band wide: only the KRW path moves anything (and its send-back, if a child
+    # left coin on the buy venue)
+    data["rebalance"] |= {"krw": {"target": {"upbit": 0.8}, "band": 0.05}, "out_of_band_s": 0.5,
+                          "default": {"band": 0.45}}
+    data["actors"] = [a for a in data["actors"] if a["kind"] != "strategy"]
+    for a in data["actors"]:
+        if a["kind"] == "rebalancer":
+            a["params"] |= {"krw_trade_krw": 4_000_000, "krw_child_krw": 500_000,
+                            "krw_algo": "twap", "krw_horizon_s": 4.0, "krw_slice_s": 0.5,
+                            "krw_max_cost_bps": 60}
+    path.write_text(yaml.safe_dump(data))
+    with SupervisorProc(path) as sup:
+        sup.wait_running(30)
+        venues = Venues(sup)
+        start = venues.balances()
+
+        def children() -> list[Any]:
+            return rows(sup, "SELECT * FROM intents WHERE buy_venue='bithumb' AND "
+                             "sell_venue='upbit' AND state='DONE'")
+
+        eventually(lambda: len(children()) >= 2, 20, 0.02, what="two pair children done")
+        pid = sup.actors()["rebalancer"]["pid"]
+        os.kill(pid, signal.SIGKILL)  # mid-algorithm: its running child is execution's
+        eventually(lambda: sup.actors()["rebalancer"]["pid"] != pid
+                   and sup.actors()["rebalancer"]["state"] == "RUNNING", 20, what="a restart")
+        eventually(lambda: json.loads(control(sup, "rebalancer", "rebal").detail)
+                   ["counts"]["krw_trades"] >= 1, 20, what="a KRW trade after the restart")
+        moved = venues.balances()
+        assert moved["upbit"]["KRW"]["free"] > start["upbit"]["KRW"]["free"]  # KRW went to upbit
+        quiesce(sup)  # no new children: settle and compare
+        eventually(lambda: not rows(sup, "SELECT 1 FROM transfers WHERE state NOT IN "
+                                         "('CREDITED','NOT_SENT','FAILED')"), 20,
+                   what="no transfer open")
+        expected, fees = dict(start), 0.0
+        for t in transfers(sup, "CREDITED"):
+            expected = _add(expected, t["from_venue"], -(t["amount"] + t["fee"]))
+            expected = _add(expected, t["to_venue"], t["amount"])
+            fees += t["fee"]
+        assert_money_agrees(sup, venues, expected)
+        # hedged throughout: every child sold what it bought (hedges included)
+        assert abs(xrp_total(venues) - (2 * XRP0 - fees)) < 1e-6
+        assert "balances disagree" not in sup.log()
