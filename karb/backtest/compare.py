@@ -99,7 +99,7 @@ def compare_markdown(runs: dict[str, dict[str, Any]], cmp: dict[str, Any], comma
     keys = [k for k in b if not isinstance(b[k], dict)] + [
         k for k in a if k not in b and not isinstance(a[k], dict)]
     lines += [f"| `{k}` | {fmt_value(a.get(k))} | {fmt_value(b.get(k))} |" for k in keys]
-    lines += ["", *[line.replace("## ", "## (with) ", 1) if line.startswith("## ") else line
+    lines += ["", *[line + " (the run with rebalancing)" if line.startswith("## ") else line
                     for line in with_["rebalancing_md"]]]
     lines += ["## Plots", "", "| without | with |", "|---|---|"]
     lines += [f"| ![{n[:-4]} without]({(where['without'] / n).as_posix()}) | "
@@ -107,7 +107,7 @@ def compare_markdown(runs: dict[str, dict[str, Any]], cmp: dict[str, Any], comma
     lines += ["", "## Each run's report", ""]
     lines += [f"- {run}: [{(where[run] / 'report.md').as_posix()}]"
               f"({(where[run] / 'report.md').as_posix()})" for run in ("with", "without")]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, ""])
 
 
 def compare_rebalance(config: str, opts: Options, out: Path, report_path: Path | None,

@@ -90,7 +90,7 @@ def rebalancing_markdown(res: BacktestResults, summary: dict[str, Any]) -> list[
              f"{_num(t['median_credit_s'])} | {_num(t['max_credit_s'])} | "
              f"{_kv(t['by_coin'])} | {_kv(t['by_purpose'])} |", "",
              "| key | value |", "|---|---|"]
-    lines += [f"| `{k}` | {_num(summary[k], ',.4g') if isinstance(summary[k], float) else summary[k]} |"
+    lines += [f"| `{k}` | {_num(summary[k], ',.2f') if isinstance(summary[k], float) else summary[k]} |"
               for k in REBALANCE_KEYS if k in summary]
     lines += ["", "Rebalancing cost = transfer fees + what the rebalancing trades lost (buys - "
               "sells + fees); `rebalancing_cost_bps` is it in bps of the arbitrage volume "

@@ -183,7 +183,8 @@ def _plots(res: BacktestResults, out: Path) -> None:
             ax.step(t, [p.balances.get(venue, {}).get(cur, 0.0) for p in res.balances],
                     where="post", label=venue)
         ax.set_ylabel(cur)
-        ax.legend(loc="upper right", fontsize="small")
+        if res.balances:  # no line, no legend (matplotlib warns)
+            ax.legend(loc="upper right", fontsize="small")
     axes[0, 0].set_title("Inventory per venue and coin")
     axes[-1, 0].set_xlabel("hours")
     _save(fig, out / "inventory.png")

@@ -335,9 +335,9 @@ def summarise(res: BacktestResults) -> Summary:
         "min_balance_krw": round(min(krw), 2) if krw else None,
         "negative_balance_events": negative,
         "inventory_blocked_s": round(blocked_s, 3),
-        "inventory_blocked_pct": round(100 * blocked_s / run_s, 4) if run_s > 0 else None,
+        "inventory_blocked_pct": round(100 * blocked_s / run_s, 6) if run_s > 0 else None,
         "crashes": res.crashes,
-        **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in reb.items()},
+        **reb,
     }
 
 
@@ -346,24 +346,24 @@ def rebalancing_figures(res: BacktestResults, arb_fills: list[FillRecord],
     """The rebalancing keys of the summary (definitions in the module docstring)."""
     of = purposes(res)
     reb_fills = [f for f in res.fills if not is_arb(f.intent_id, of)]
-    arb_volume = sum(abs(f.price * f.volume) for f in arb_fills)
-    transfer_fees = sum(t.fee_krw for t in paid_transfers(res))
-    trade_cost = sum(-signed_notional(f) + f.fee_krw for f in reb_fills)
+    arb_volume = sum((abs(f.price * f.volume) for f in arb_fills), 0.0)
+    transfer_fees = sum((t.fee_krw for t in paid_transfers(res)), 0.0)
+    trade_cost = sum((-signed_notional(f) + f.fee_krw for f in reb_fills), 0.0)
     trade_cost -= sum(q * marks.get(m, 0.0) for m, q in _leftover(reb_fills).items())
     cost = transfer_fees + trade_cost
-    in_transit = sum(t.amount * marks.get(f"KRW-{t.coin}", 0.0) for t in res.transfers
-                     if t.credited_ns == 0 and t.state not in UNSENT_STATES | {"CREDITED"})
+    in_transit = sum((t.amount * marks.get(f"KRW-{t.coin}", 0.0) for t in res.transfers
+                     if t.credited_ns == 0 and t.state not in UNSENT_STATES | {"CREDITED"}), 0.0)
     return {
-        "arb_volume_krw": arb_volume,
+        "arb_volume_krw": round(arb_volume, 2),
         "transfers": len(res.transfers),
         "transfers_credited": sum(1 for t in res.transfers
                                   if t.credited_ns > 0 or t.state == "CREDITED"),
-        "transfer_fees_krw": transfer_fees,
+        "transfer_fees_krw": round(transfer_fees, 2),
         "rebalance_trades": len(res.algos),
-        "rebalance_trade_cost_krw": trade_cost,
-        "rebalancing_cost_krw": cost,
-        "rebalancing_cost_bps": round(1e4 * cost / arb_volume, 3) if arb_volume > 0 else None,
-        "coin_in_transit_krw": in_transit,
+        "rebalance_trade_cost_krw": round(trade_cost, 2),
+        "rebalancing_cost_krw": round(cost, 2),
+        "rebalancing_cost_bps": round(1e4 * cost / arb_volume, 4) if arb_volume > 0 else None,
+        "coin_in_transit_krw": round(in_transit, 2),
     }
 
 
