@@ -1,9 +1,9 @@
 """A backtest's report: ``DIR/summary.json``, ``DIR/report.md`` and PNG plots beside it.
 
 Plots (matplotlib, Agg backend: no display needed): cumulative PnL net of fees, drawdown,
-inventory per venue and coin, the edge at signal time per market against the two taker fees,
-and the fill ratio of our legs against their latency. Tables: per market and direction, per
-day, rebalancing (transfers, execution algorithms per market state:
+inventory per venue and coin (transfers dashed), the edge at signal time per market against
+the two taker fees, and the fill ratio of our arbitrage legs against their latency. Tables: per
+market and direction, per day, rebalancing (transfers, execution algorithms per market state:
 :mod:`karb.backtest.rebalstats`). Figures and their definitions: :mod:`karb.backtest.results`.
 
 matplotlib is imported only here, and is an optional dependency (``pip install -e
@@ -182,6 +182,10 @@ def _plots(res: BacktestResults, out: Path) -> None:
         for venue in sorted({v for p in res.balances for v in p.balances}):
             ax.step(t, [p.balances.get(venue, {}).get(cur, 0.0) for p in res.balances],
                     where="post", label=venue)
+        for tr in res.transfers:  # a transfer's request, dashed: where the rebalancer moved coin
+            if tr.coin == cur:
+                ax.axvline((tr.requested_ns - res.started_ns) / 3.6e12, color="grey",
+                           linestyle="--", linewidth=0.6)
         ax.set_ylabel(cur)
         if res.balances:  # no line, no legend (matplotlib warns)
             ax.legend(loc="upper right", fontsize="small")
@@ -207,8 +211,9 @@ def _plots(res: BacktestResults, out: Path) -> None:
     _save(fig, out / "edge.png")
 
     binned: dict[int, list[float]] = defaultdict(list)
-    for leg in res.legs:
-        if leg.role != "hedge" and leg.volume > 0:
+    of = purposes(res)
+    for leg in res.legs:  # the arbitrage legs: the ones that race competitors
+        if leg.role != "hedge" and leg.volume > 0 and is_arb(leg.intent_id, of):
             b = next(i for i, hi in enumerate(LATENCY_BINS_MS[1:]) if leg.latency_ms < hi)
             binned[b].append(leg.executed_volume / leg.volume)
     fig, ax = plt.subplots(figsize=(9, 3.5))

@@ -12,13 +12,20 @@ import msgspec
 import pytest
 
 from karb.backtest.__main__ import main, parse_args
-from karb.backtest.compare import compare_markdown, comparison, rebalance_acceptance
+from karb.backtest.compare import (
+    compare_markdown,
+    compare_rebalance,
+    comparison,
+    rebalance_acceptance,
+)
 from karb.backtest.rebalstats import algo_table, rebalancing_markdown, transfer_stats
 from karb.backtest.report import PLOTS, acceptance, per_day, per_market_direction, write_report
+from karb.backtest.run import Options
 from karb.backtest.results import (
     DAY_NS,
     AlgoRecord,
     BacktestResults,
+    BalancePoint,
     FillRecord,
     IntentRecord,
     LegRecord,
@@ -96,6 +103,9 @@ def with_rebalancing() -> BacktestResults:
         started_ns=T0, ended_ns=T0 + DAY_NS, wall_s=10.0, markets=["KRW-BTC", "KRW-XRP"],
         fee_bps={"upbit": 5.0, "bithumb": 5.0}, start_equity_krw=300_000_000.0, intents=intents,
         legs=legs, fills=fills, signals=signals,
+        balances=[BalancePoint(ts_ns=T0 + k * 3600 * S, balances={
+            v: {"KRW": 1e8, "BTC": 1.0 + k / 100, "XRP": 1e4} for v in ("upbit", "bithumb")})
+            for k in range(3)],
         final_marks={"KRW-BTC": 100_000_000.0, "KRW-XRP": 3000.0}, rebalancing=True,
         transfers=[transfer("t1", "BTC", 0.01, 50_000.0, 600.0, "CREDITED"),
                    transfer("t2", "XRP", 1000.0, 3000.0, None, "SENT"),
@@ -212,3 +222,16 @@ def test_compare_flag_parses_and_refuses_sweeps(capsys: pytest.CaptureFixture[st
     assert not parse_args([str(CONFIG), "--out", "d"]).compare_rebalance
     assert main([str(CONFIG), "--out", "d", "--compare-rebalance", "--sweep", "a=1"]) != 0
     assert "--compare-rebalance runs alone" in capsys.readouterr().err
+
+
+def test_compare_rebalance_runs_both_and_writes_three_reports(tmp_path: Path) -> None:
+    """Four simulated seconds each, in two worker processes (~1.5 s): the files and links."""
+    both = compare_rebalance(str(CONFIG), Options(days=0.00005, reconcile=False), tmp_path,
+                             tmp_path / "docs" / "report.md", "python -m karb.backtest X", 2, {})
+    assert both["without"]["rebalancing"] is False
+    assert json.loads((tmp_path / "summary.json").read_text()) == both
+    assert set(both["comparison"]) >= {"pnl_enabled_krw", "rebalancing_cost_krw"}
+    for run in ("with", "without"):
+        assert (tmp_path / run / "report.md").exists() and (tmp_path / run / "pnl.png").exists()
+    text = (tmp_path / "docs" / "report.md").read_text()
+    assert "(../with/pnl.png)" in text and "(../without/report.md)" in text
