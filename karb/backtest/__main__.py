@@ -1,5 +1,6 @@
 """``python -m karb.backtest CONFIG --days N --out DIR [--seed S] [--data RECORDING]``: a backtest
-on the live trading code and virtual time; writes DIR/report.md, DIR/summary.json and plots."""
+on the live trading code and virtual time; writes DIR/report.md, DIR/summary.json and plots.
+``--compare-rebalance``: the run with and without the config's rebalancing, side by side."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sweep", default=None, metavar="KEY=V1,V2,...",
                    help="re-run with a config key at each value (sim.x.y or actors.NAME.param): "
                    "DIR/sweep.*")
+    p.add_argument("--compare-rebalance", action="store_true",
+                   help="run twice in parallel, with the config's rebalance: section and without "
+                   "it: DIR/with, DIR/without and the side-by-side report (default DIR/report.md)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per core)")
     p.add_argument("--log-level", default="ERROR")
     return p.parse_args(argv)
@@ -68,18 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None and not args.data.exists():
         print(f"--data {args.data}: no such file or directory", file=sys.stderr)
         return ExitCode.CONFIG
-    if args.latency_sweep is not None or args.sweep is not None:
+    sweeping = args.latency_sweep is not None or args.sweep is not None
+    if sweeping and args.compare_rebalance:
+        print("--compare-rebalance runs alone: not with --latency-sweep or --sweep", file=sys.stderr)
+        return ExitCode.CONFIG
+    if sweeping:
         return _sweeps(args, opts)
     command = "python -m karb.backtest " + " ".join(shlex.quote(a) for a in
                                                     (sys.argv[1:] if argv is None else argv))
+    latency = {"decision_ms": args.decision_ms, "rtt_ms": args.rtt_ms}
+    if args.compare_rebalance:
+        from karb.backtest import sweep
+        from karb.backtest.compare import compare_rebalance
+
+        both = compare_rebalance(args.config, opts, args.out, args.report, command,
+                                 args.jobs or sweep.default_jobs(), {"latency": latency})
+        print(json.dumps(both["comparison"], indent=2))
+        return ExitCode.OK
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="karb-bt-") as work:
         res, stats = run_backtest(cfg, opts, Path(work))
     stats["total_wall_s"] = round(time.perf_counter() - t0, 3)  # incl. setup, not the plots
     summary = write_report(res, args.out, command=command,
                            max_notional_krw=execution_params(cfg).max_notional_krw,
-                           extra={"run_stats": stats, "latency": {"decision_ms": args.decision_ms,
-                                                                 "rtt_ms": args.rtt_ms}},
+                           extra={"run_stats": stats, "latency": latency},
                            report_path=args.report)
     print(json.dumps(summary, indent=2))
     return ExitCode.OK

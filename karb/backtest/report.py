@@ -1,9 +1,10 @@
 """A backtest's report: ``DIR/summary.json``, ``DIR/report.md`` and PNG plots beside it.
 
 Plots (matplotlib, Agg backend: no display needed): cumulative PnL net of fees, drawdown,
-inventory per venue and coin, the edge at signal time per market against the two taker fees,
-and the fill ratio of our legs against their latency. Tables: per market and direction, per
-day. Figures and their definitions: :mod:`karb.backtest.results`.
+inventory per venue and coin (transfers dashed), the edge at signal time per market against
+the two taker fees, and the fill ratio of our arbitrage legs against their latency. Tables: per
+market and direction, per day, rebalancing (transfers, execution algorithms per market state:
+:mod:`karb.backtest.rebalstats`). Figures and their definitions: :mod:`karb.backtest.results`.
 
 matplotlib is imported only here, and is an optional dependency (``pip install -e
 '.[backtest]'``): the trading pipeline never needs it.
@@ -21,10 +22,14 @@ from karb.backtest.results import (
     DAY_NS,
     BacktestResults,
     drawdowns,
+    is_arb,
+    paid_transfers,
     pnl_curve,
+    purposes,
     signed_notional,
     summarise,
 )
+from karb.backtest.rebalstats import rebalancing_markdown
 
 PLOTS = ("pnl.png", "drawdown.png", "inventory.png", "edge.png", "fill_ratio.png")
 LATENCY_BINS_MS = (0, 5, 10, 20, 50, 100, 200, 500, 1000, float("inf"))
@@ -73,8 +78,8 @@ def acceptance(res: BacktestResults, summary: dict[str, Any],
 
 
 def per_market_direction(res: BacktestResults) -> list[dict[str, Any]]:
-    """One row per (market, buy venue -> sell venue): intents, fills' PnL and fees."""
-    intents = {i.intent_id: i for i in res.intents if i.accepted}
+    """One row per (market, buy venue -> sell venue): arb intents, their fills' PnL and fees."""
+    intents = {i.intent_id: i for i in res.intents if i.accepted and i.purpose != "rebalance"}
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for i in intents.values():
         key = (i.market, f"{i.buy_venue}->{i.sell_venue}")
@@ -93,16 +98,21 @@ def per_market_direction(res: BacktestResults) -> list[dict[str, Any]]:
 
 
 def per_day(res: BacktestResults) -> list[dict[str, Any]]:
+    """Per day: arb intents; every fill's gross and fees (rebalancing trades included) and the
+    transfer fees paid: PnL = gross - fees - transfer fees."""
     days: dict[int, dict[str, Any]] = defaultdict(
-        lambda: {"intents": 0, "gross_krw": 0.0, "fees_krw": 0.0})
+        lambda: {"intents": 0, "gross_krw": 0.0, "fees_krw": 0.0, "transfer_fees_krw": 0.0})
+    of = purposes(res)
     for i in res.intents:
-        if i.accepted:
+        if i.accepted and is_arb(i.intent_id, of):
             days[(i.ts_ns - res.started_ns) // DAY_NS]["intents"] += 1
     for f in res.fills:
         day = days[(f.ts_ns - res.started_ns) // DAY_NS]
         day["gross_krw"] += signed_notional(f)
         day["fees_krw"] += f.fee_krw
-    return [{"day": d + 1, **v, "pnl_krw": v["gross_krw"] - v["fees_krw"]}
+    for t in paid_transfers(res):
+        days[(t.requested_ns - res.started_ns) // DAY_NS]["transfer_fees_krw"] += t.fee_krw
+    return [{"day": d + 1, **v, "pnl_krw": v["gross_krw"] - v["fees_krw"] - v["transfer_fees_krw"]}
             for d, v in sorted(days.items())]
 
 
@@ -116,7 +126,7 @@ def _markdown(res: BacktestResults, summary: dict[str, Any], title: str, command
         lines += [f"| {name} | **{'PASS' if ok else 'FAIL'}** | {why} |" for name, ok, why in checks]
         lines += [""]
     lines += ["## Summary", "", "| key | value |", "|---|---|"]
-    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in summary.items() if not isinstance(v, dict)]
+    lines += [f"| `{k}` | {fmt_value(v)} |" for k, v in summary.items() if not isinstance(v, dict)]
     lines += ["", "## Plots", ""]
     lines += [f"![{name[:-4]}]({(plots / name).as_posix()})" for name in PLOTS]
     lines += ["", "## Per market and direction", "",
@@ -124,17 +134,20 @@ def _markdown(res: BacktestResults, summary: dict[str, Any], title: str, command
               "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {r['market']} | {r['direction']} | {r['intents']} | {r['gross_krw']:,.0f} | "
               f"{r['fees_krw']:,.0f} | {r['pnl_krw']:,.0f} |" for r in per_market_direction(res)]
-    lines += ["", "## Per day", "", "| day | intents | gross KRW | fees KRW | PnL KRW |",
-              "|---:|---:|---:|---:|---:|"]
+    lines += ["", "## Per day", "",
+              "| day | arb intents | gross KRW | fees KRW | transfer fees KRW | PnL KRW |",
+              "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['day']} | {r['intents']} | {r['gross_krw']:,.0f} | {r['fees_krw']:,.0f} | "
-              f"{r['pnl_krw']:,.0f} |" for r in per_day(res)]
-    note = ("Per-market and per-day PnL are fills minus fees; the summary's `pnl_krw` also "
-            "values coin left over by unhedged legs (`leftover_value_krw`).")
+              f"{r['transfer_fees_krw']:,.0f} | {r['pnl_krw']:,.0f} |" for r in per_day(res)]
+    note = ("Per-market PnL is the arbitrage intents' fills minus fees; per-day PnL is every "
+            "fill (rebalancing trades included) minus fees and transfer fees; the summary's "
+            "`pnl_krw` also values coin left over by unhedged legs (`leftover_value_krw`).")
     lines += ["", note, ""]
+    lines += rebalancing_markdown(res, summary)
     return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, list):
@@ -169,8 +182,13 @@ def _plots(res: BacktestResults, out: Path) -> None:
         for venue in sorted({v for p in res.balances for v in p.balances}):
             ax.step(t, [p.balances.get(venue, {}).get(cur, 0.0) for p in res.balances],
                     where="post", label=venue)
+        for tr in res.transfers:  # a transfer's request, dashed: where the rebalancer moved coin
+            if tr.coin == cur:
+                ax.axvline((tr.requested_ns - res.started_ns) / 3.6e12, color="grey",
+                           linestyle="--", linewidth=0.6)
         ax.set_ylabel(cur)
-        ax.legend(loc="upper right", fontsize="small")
+        if res.balances:  # no line, no legend (matplotlib warns)
+            ax.legend(loc="upper right", fontsize="small")
     axes[0, 0].set_title("Inventory per venue and coin")
     axes[-1, 0].set_xlabel("hours")
     _save(fig, out / "inventory.png")
@@ -193,8 +211,9 @@ def _plots(res: BacktestResults, out: Path) -> None:
     _save(fig, out / "edge.png")
 
     binned: dict[int, list[float]] = defaultdict(list)
-    for leg in res.legs:
-        if leg.role != "hedge" and leg.volume > 0:
+    of = purposes(res)
+    for leg in res.legs:  # the arbitrage legs: the ones that race competitors
+        if leg.role != "hedge" and leg.volume > 0 and is_arb(leg.intent_id, of):
             b = next(i for i, hi in enumerate(LATENCY_BINS_MS[1:]) if leg.latency_ms < hi)
             binned[b].append(leg.executed_volume / leg.volume)
     fig, ax = plt.subplots(figsize=(9, 3.5))

@@ -8,21 +8,42 @@ backtest's (virtual) wall clock.
 
 Definitions (each summary key):
 
-- ``pnl_krw``: sells minus buys over every fill (hedges included), minus ``fees_krw``, plus the
-  coin left over (bought minus sold, per market) at ``final_marks`` (the last fill price when a
-  market has no mark): PnL = fills - fees, marked to market.
-- ``round_trips``: intents whose buy and sell legs both filled in full (to 1e-9 coin).
-- ``order_success_rate``: buy/sell legs (not hedges) that filled in full, over those sent.
+Intents have a purpose: ``arb`` (the strategy's) or ``rebalance`` (a child of a KRW-rebalancing
+algorithm: a hedged buy on the KRW-heavy venue and sell on the light one). Trading figures
+(``intents``, ``round_trips``, ``order_success_rate``, ``hedges``, ``hedge_cost_krw``,
+``arb_volume_krw``, the per-market table) count only *arb* intents' legs and fills; money
+figures (``pnl_krw``, ``gross_krw``, ``fees_krw``, drawdown, Sharpe) count every fill, because
+rebalancing trades cost real money, and subtract transfer fees.
+
+- ``pnl_krw``: sells minus buys over every fill (hedges and rebalancing trades included), minus
+  ``fees_krw``, minus ``transfer_fees_krw``, plus the coin left over (bought minus sold, per
+  market) at ``final_marks`` (the last fill price when a market has no mark): PnL = fills - fees
+  - transfer fees, marked to market. Coin in transit is in the leftover (a transfer moves coin,
+  it does not buy or sell it), so it is valued like coin on a venue.
+- ``round_trips``: arb intents whose buy and sell legs both filled in full (to 1e-9 coin).
+- ``order_success_rate``: arb buy/sell legs (not hedges) that filled in full, over those sent.
 - ``max_drawdown_krw`` / ``_pct``: the largest fall of cumulative PnL from its running peak;
   the percentage is of equity at that peak (``start_equity_krw`` + peak PnL).
 - ``sharpe_daily``: mean over std of daily PnL / start equity, times sqrt(365) (annualised from
   days; crypto trades every day). None with fewer than two days or no variation.
-- ``hedge_cost_krw``: per hedge fill, what it paid beyond the intent's limit for that side
+- ``hedge_cost_krw``: per arb hedge fill, what it paid beyond the intent's limit for that side
   (buy: price - buy_limit; sell: sell_limit - price) times its volume, plus its fee.
 - ``inventory_blocked_s``: per market, the time from a signal that found an edge but no
-  inventory to take it until that market's next signal, capped at ``blocked_cap_s`` each.
+  inventory to take it until that market's next signal, capped at ``blocked_cap_s`` each;
+  ``inventory_blocked_pct``: that over the run's length, %.
 - ``min_balance_krw``: the lowest KRW balance of any venue at any balance point;
   ``negative_balance_events``: balance points with any currency below zero on any venue.
+- ``arb_volume_krw``: the sum of |price x volume| over arb intents' fills (every role).
+- ``transfers`` / ``transfers_credited``: coin transfers started / credited by the end.
+- ``transfer_fees_krw``: the withdrawal fees at the coin's mark when requested, of transfers
+  that left (every state but NOT_SENT and FAILED).
+- ``rebalance_trades``: KRW-rebalancing trades (one per execution algorithm run);
+  ``rebalance_trade_cost_krw``: over rebalance intents' fills, buys - sells + fees, less any
+  coin they left over at the final marks: what those trades lost.
+- ``rebalancing_cost_krw``: ``transfer_fees_krw`` + ``rebalance_trade_cost_krw``;
+  ``rebalancing_cost_bps``: it in bps of ``arb_volume_krw`` (None without arb volume).
+- ``coin_in_transit_krw``: coin of transfers neither credited nor failed at the end, at the
+  final marks (already inside ``pnl_krw``; shown because it sits on no venue).
 """
 
 from __future__ import annotations
@@ -168,17 +189,41 @@ def signed_notional(fill: FillRecord) -> float:
     return fill.price * fill.volume if fill.side == "ask" else -fill.price * fill.volume
 
 
+# A transfer in these end states never left the venue: no fee paid (NOT_SENT: the venue never
+# had it; FAILED: the venue refused or returned it, fee included).
+UNSENT_STATES = frozenset({"NOT_SENT", "FAILED"})
+
+
+def paid_transfers(res: BacktestResults) -> list[TransferRecord]:
+    return [t for t in res.transfers if t.state not in UNSENT_STATES]
+
+
+def purposes(res: BacktestResults) -> dict[str, str]:
+    """intent_id -> purpose; an intent the results do not list counts as arb."""
+    return {i.intent_id: i.purpose for i in res.intents}
+
+
+def is_arb(intent_id: str, of: dict[str, str]) -> bool:
+    return of.get(intent_id, "arb") != "rebalance"
+
+
 def pnl_curve(res: BacktestResults) -> list[tuple[int, float]]:
-    """Cumulative PnL net of fees after each fill, leftover coin at its market's last fill price."""
+    """Cumulative PnL after each fill or transfer: fills net of fees, minus transfer fees,
+    leftover coin at its market's last fill price."""
     cash = 0.0
     coin: dict[str, float] = defaultdict(float)
     mark: dict[str, float] = {}
     curve = [(res.started_ns, 0.0)]
-    for f in sorted(res.fills, key=lambda f: f.ts_ns):
-        cash += signed_notional(f) - f.fee_krw
-        coin[f.market] += f.volume if f.side == "bid" else -f.volume
-        mark[f.market] = f.price
-        curve.append((f.ts_ns, cash + sum(q * mark[m] for m, q in coin.items())))
+    events: list[tuple[int, FillRecord | TransferRecord]] = [(f.ts_ns, f) for f in res.fills]
+    events += [(t.requested_ns, t) for t in paid_transfers(res)]
+    for ts, ev in sorted(events, key=lambda e: e[0]):
+        if isinstance(ev, TransferRecord):
+            cash -= ev.fee_krw
+        else:
+            cash += signed_notional(ev) - ev.fee_krw
+            coin[ev.market] += ev.volume if ev.side == "bid" else -ev.volume
+            mark[ev.market] = ev.price
+        curve.append((ts, cash + sum(q * mark[m] for m, q in coin.items())))
     return curve
 
 
@@ -199,34 +244,50 @@ def _full(leg: LegRecord) -> bool:
     return leg.executed_volume >= leg.volume - EPS_COIN
 
 
-def summarise(res: BacktestResults) -> dict[str, float | int | list[str] | None]:
+def _marks(res: BacktestResults) -> dict[str, float]:
+    """market -> price to value coin at the end: final_marks, else the last fill price."""
+    last_px = {f.market: f.price for f in sorted(res.fills, key=lambda f: f.ts_ns)}
+    return {**last_px, **res.final_marks}
+
+
+def _leftover(fills: list[FillRecord]) -> dict[str, float]:
+    left: dict[str, float] = defaultdict(float)
+    for f in fills:
+        left[f.market] += f.volume if f.side == "bid" else -f.volume
+    return left
+
+
+Summary = dict[str, float | int | list[str] | None]
+
+
+def summarise(res: BacktestResults) -> Summary:
     fills = res.fills
+    of = purposes(res)
+    arb_fills = [f for f in fills if is_arb(f.intent_id, of)]
+    arb_legs = [leg for leg in res.legs if is_arb(leg.intent_id, of)]
+    marks = _marks(res)
     gross = sum(signed_notional(f) for f in fills)
     fees = sum(f.fee_krw for f in fills)
-    leftover: dict[str, float] = defaultdict(float)
-    last_px: dict[str, float] = {}
-    for f in sorted(fills, key=lambda f: f.ts_ns):
-        leftover[f.market] += f.volume if f.side == "bid" else -f.volume
-        last_px[f.market] = f.price
-    marked = sum(q * res.final_marks.get(m, last_px[m]) for m, q in leftover.items())
+    marked = sum(q * marks.get(m, 0.0) for m, q in _leftover(fills).items())
     curve = pnl_curve(res)
     _, dd_krw, dd_pct = drawdowns(curve, res.start_equity_krw)
 
     legs_by_intent: dict[str, dict[str, LegRecord]] = defaultdict(dict)
-    for leg in res.legs:
+    for leg in arb_legs:
         if leg.role != "hedge":
             legs_by_intent[leg.intent_id][leg.role] = leg
-    accepted = [i for i in res.intents if i.accepted]
+    accepted = [i for i in res.intents if i.accepted and i.purpose != "rebalance"]
     round_trips = sum(1 for i in accepted
                       if all(r in legs_by_intent[i.intent_id] and _full(legs_by_intent[i.intent_id][r])
                              for r in ("buy", "sell")))
-    main_legs = [leg for leg in res.legs if leg.role != "hedge"]
+    main_legs = [leg for leg in arb_legs if leg.role != "hedge"]
     success = (sum(_full(leg) for leg in main_legs) / len(main_legs)) if main_legs else None
 
     limits = {i.intent_id: i for i in res.intents}
-    hedge_fills = [f for f in fills if f.role == "hedge"]
     hedge_cost = 0.0
-    for f in hedge_fills:
+    for f in arb_fills:
+        if f.role != "hedge":
+            continue
         intent = limits.get(f.intent_id)
         if intent is not None:
             worse = f.price - intent.buy_limit if f.side == "bid" else intent.sell_limit - f.price
@@ -248,28 +309,61 @@ def summarise(res: BacktestResults) -> dict[str, float | int | list[str] | None]
     krw = [b.get("KRW", 0.0) for p in res.balances for b in p.balances.values()]
     negative = sum(1 for p in res.balances
                    if any(v < -EPS_COIN for b in p.balances.values() for v in b.values()))
+    blocked_s = inventory_blocked_s(res)
+    run_s = (res.ended_ns - res.started_ns) / 1e9
+    reb = rebalancing_figures(res, arb_fills, marks)
+    transfer_fees = sum(t.fee_krw for t in paid_transfers(res))
     return {
         "simulated_days": round(days, 4),
         "wall_s": round(res.wall_s, 3),
         "speedup": round(days * 86_400 / res.wall_s, 1) if res.wall_s > 0 else None,
         "markets": list(res.markets),
+        "rebalancing": res.rebalancing,
         "intents": len(accepted),
         "round_trips": round_trips,
         "order_success_rate": round(success, 4) if success is not None else None,
         "gross_krw": round(gross, 2),
-        "pnl_krw": round(gross - fees + marked, 2),
+        "pnl_krw": round(gross - fees + marked - transfer_fees, 2),
         "fees_krw": round(fees, 2),
         "leftover_value_krw": round(marked, 2),
         "max_drawdown_krw": round(dd_krw, 2),
         "max_drawdown_pct": round(dd_pct, 6),
         "sharpe_daily": sharpe,
-        "hedges": sum(1 for leg in res.legs if leg.role == "hedge"),
+        "hedges": sum(1 for leg in arb_legs if leg.role == "hedge"),
         "hedge_cost_krw": round(hedge_cost, 2),
         "halts": len(res.halts),
         "min_balance_krw": round(min(krw), 2) if krw else None,
         "negative_balance_events": negative,
-        "inventory_blocked_s": round(inventory_blocked_s(res), 3),
+        "inventory_blocked_s": round(blocked_s, 3),
+        "inventory_blocked_pct": round(100 * blocked_s / run_s, 6) if run_s > 0 else None,
         "crashes": res.crashes,
+        **reb,
+    }
+
+
+def rebalancing_figures(res: BacktestResults, arb_fills: list[FillRecord],
+                        marks: dict[str, float]) -> dict[str, float | int | None]:
+    """The rebalancing keys of the summary (definitions in the module docstring)."""
+    of = purposes(res)
+    reb_fills = [f for f in res.fills if not is_arb(f.intent_id, of)]
+    arb_volume = sum((abs(f.price * f.volume) for f in arb_fills), 0.0)
+    transfer_fees = sum((t.fee_krw for t in paid_transfers(res)), 0.0)
+    trade_cost = sum((-signed_notional(f) + f.fee_krw for f in reb_fills), 0.0)
+    trade_cost -= sum(q * marks.get(m, 0.0) for m, q in _leftover(reb_fills).items())
+    cost = transfer_fees + trade_cost
+    in_transit = sum((t.amount * marks.get(f"KRW-{t.coin}", 0.0) for t in res.transfers
+                     if t.credited_ns == 0 and t.state not in UNSENT_STATES | {"CREDITED"}), 0.0)
+    return {
+        "arb_volume_krw": round(arb_volume, 2),
+        "transfers": len(res.transfers),
+        "transfers_credited": sum(1 for t in res.transfers
+                                  if t.credited_ns > 0 or t.state == "CREDITED"),
+        "transfer_fees_krw": round(transfer_fees, 2),
+        "rebalance_trades": len(res.algos),
+        "rebalance_trade_cost_krw": round(trade_cost, 2),
+        "rebalancing_cost_krw": round(cost, 2),
+        "rebalancing_cost_bps": round(1e4 * cost / arb_volume, 4) if arb_volume > 0 else None,
+        "coin_in_transit_krw": round(in_transit, 2),
     }
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -23,8 +24,10 @@ from karb.backtest.results import summarise
 from karb.backtest.run import Latency, Options, run_backtest
 from karb.config import ConfigError, load_config
 
+T = TypeVar("T")
 KEYS = ("intents", "round_trips", "order_success_rate", "pnl_krw", "fees_krw",
-        "max_drawdown_krw", "hedges", "halts", "inventory_blocked_s", "crashes", "speedup")
+        "max_drawdown_krw", "hedges", "halts", "inventory_blocked_s", "crashes", "speedup",
+        "rebalancing_cost_krw", "transfers")
 
 
 def parse_values(text: str) -> list[Any]:
@@ -64,11 +67,18 @@ def _one(config: str, opts: Options) -> dict[str, Any]:
     return {k: summary[k] for k in KEYS}
 
 
+def parallel(fn: Callable[..., T], calls: list[tuple[Any, ...]], jobs: int) -> list[T]:
+    """``fn(*args)`` for each args in ``calls``, in up to ``jobs`` processes; results in order.
+    ``fn`` is a module-level function and its arguments and result pickle (no live objects)."""
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(calls)))) as pool:
+        futures = [pool.submit(fn, *args) for args in calls]
+        return [f.result() for f in futures]
+
+
 def run_variants(variants: list[tuple[str, str, Options]], jobs: int) -> list[dict[str, Any]]:
     """(label, config path, options) each → its summary figures, in order."""
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_one, config, opts) for _, config, opts in variants]
-        return [{"variant": label, **f.result()} for (label, _, _), f in zip(variants, futures)]
+    rows = parallel(_one, [(config, opts) for _, config, opts in variants], jobs)
+    return [{"variant": label, **row} for (label, _, _), row in zip(variants, rows)]
 
 
 def latency_sweep(config: str, opts: Options, rtts_ms: list[float], out: Path,
