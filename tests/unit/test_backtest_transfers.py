@@ -316,3 +316,31 @@ def test_backtest_yaml_transfers_are_complete_and_consistent(cfg: Config) -> Non
     assert "upbit" in cfg.rebalance.travel_rule  # transfers from Bithumb carry the receiver
     for coin in coins:
         assert all(coin in cfg.rebalance.addresses[v] for v in V)
+
+
+def test_the_factory_runs_on_a_backtests_own_venues(
+        cfg: Config, tmp_path: Path, run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    """What Backtest._build does with it: the clients over the backtest's InProcessVenues (its
+    lazy market model, its engine accounts), a transfer seen by execution's balance refresh."""
+    from karb.backtest.run import Backtest, Options
+
+    async def main() -> None:
+        bt = Backtest(cfg, Options(days=1), tmp_path)
+        bt._build()
+        clients = transfer_clients(bt.sim, bt.clients)
+        to_up = TransferNetwork.address("upbit", "ETH", ACCESS)
+        before = bt.accounts["bithumb"].balance("ETH").free
+        sent = await clients["bithumb"].withdraw("ETH", "ETH", 1.0, to_up, travel_rule=TravelRule(
+            "upbit", "individual", "김카브", "Kim Karb"))
+        balances = await bt.clients["bithumb"].balances()  # what execution's refresh reads
+        fee = bt.sim.transfers.coins["ETH"].fee
+        assert balances["ETH"].locked == pytest.approx(1.0 + fee)
+        assert balances["ETH"].free == pytest.approx(before - 1.0 - fee)
+        await asyncio.sleep(2 * bt.sim.transfers.processing_s + 1)
+        assert in_flight(clients["upbit"].net, ACCESS) == {"upbit": {"ETH": 1.0}}
+        await asyncio.sleep(bt.sim.transfers.coins["ETH"].confirm_s)
+        assert (await clients["bithumb"].get_withdrawal(sent.uuid)).state == "DONE"
+        assert bt.accounts["upbit"].balance("ETH").free == pytest.approx(before + 1.0)
+        bt.journal.close()
+
+    run(main())
