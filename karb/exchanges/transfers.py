@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import time
+from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlencode
 
@@ -148,7 +149,8 @@ def _kst_ms(stamp: str | None) -> int | None:
     """``2026-11-21T18:40:02+09:00`` → epoch ms (both venues print KST)."""
     if not stamp:
         return None
-    t = time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")
+    # fromisoformat, not strptime: the same fields, ~30x faster (a backtest lists often)
+    t = datetime.fromisoformat(stamp[:19]).timetuple()
     return (calendar.timegm(t) - 9 * 3600) * 1000
 
 
