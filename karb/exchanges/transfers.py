@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import calendar
 import time
-from typing import Literal, TypeVar
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -148,8 +149,107 @@ def _kst_ms(stamp: str | None) -> int | None:
     """``2026-11-21T18:40:02+09:00`` → epoch ms (both venues print KST)."""
     if not stamp:
         return None
-    t = time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")
+    # fromisoformat, not strptime: the same fields, ~30x faster (a backtest lists often)
+    t = datetime.fromisoformat(stamp[:19]).timetuple()
     return (calendar.timegm(t) - 9 * 3600) * 1000
+
+
+def _withdrawal_of(venue: str, w: _WireTransfer) -> Withdrawal:
+    return Withdrawal(venue, w.uuid, w.currency, w.net_type, w.state.upper(),  # type: ignore[arg-type]  # checked by the venue's contract; unknown states fail below
+                      float(w.amount), float(w.fee), w.txid, _kst_ms(w.created_at) or 0,
+                      _kst_ms(w.done_at), w.is_cancelable)
+
+
+def _deposit_of(venue: str, d: _WireTransfer) -> Deposit:
+    return Deposit(venue, d.uuid, d.currency, d.net_type, d.state.upper(),  # type: ignore[arg-type]  # as above
+                   float(d.amount), d.txid, _kst_ms(d.created_at) or 0, _kst_ms(d.done_at))
+
+
+def _chance_of(w: _WireChance) -> WithdrawChance:
+    return WithdrawChance(w.currency.code, float(w.currency.withdraw_fee),
+                          float(w.withdraw_limit.minimum), w.withdraw_limit.can_withdraw,
+                          float(w.account.balance))
+
+
+def _address_of(r: _WireAddress) -> WithdrawAddress:
+    return WithdrawAddress(r.currency, r.net_type, r.withdraw_address, r.secondary_address)
+
+
+# -- the same answers from JSON already parsed (an in-process venue: karb/backtest/transfers.py) --
+
+def withdrawal_from_json(venue: str, data: Any) -> Withdrawal:
+    return _withdrawal_of(venue, msgspec.convert(data, _WireTransfer))
+
+
+def deposit_from_json(venue: str, data: Any) -> Deposit:
+    return _deposit_of(venue, msgspec.convert(data, _WireTransfer))
+
+
+def chance_from_json(data: Any) -> WithdrawChance:
+    return _chance_of(msgspec.convert(data, _WireChance))
+
+
+def addresses_from_json(data: Any) -> list[WithdrawAddress]:
+    return [_address_of(r) for r in msgspec.convert(data, list[_WireAddress])]
+
+
+def withdraw_body(currency: str, net_type: str, amount: float, address: str,
+                  secondary_address: str | None, travel_rule: TravelRule | None) -> dict[str, str]:
+    """``POST /v1/withdraws/coin``'s JSON body (amount as a decimal string, at most 8 places)."""
+    body: dict[str, str] = {"currency": currency, "net_type": net_type,
+                            "amount": f"{amount:.8f}".rstrip("0").rstrip("."),
+                            "address": address}
+    if secondary_address:
+        body["secondary_address"] = secondary_address
+    if travel_rule is not None:
+        body.update({k: v for k, v in msgspec.structs.asdict(travel_rule).items() if v})
+    return body
+
+
+def match_withdrawal(rows: list[Withdrawal], amount: float, since_ms: int,
+                     tolerance: float = 1e-8) -> Withdrawal | None:
+    """The newest of ``rows`` (newest first) of ``amount`` created at or after ``since_ms``
+    (allow a second of clock skew): :meth:`TransferClient.find_withdrawal`'s rule."""
+    for w in rows:
+        if abs(w.amount - amount) <= tolerance and w.created_ms >= since_ms - 1000:
+            return w
+    return None
+
+
+class TransferApi(Protocol):
+    """What the rebalancer's money path (karb/execution/rebalance.py) needs of one venue's
+    transfers: :class:`TransferClient` over HTTP, or the backtest's in-process client."""
+
+    @property
+    def venue(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+    async def withdraw_chance(self, currency: str, net_type: str | None = None
+                              ) -> WithdrawChance: ...
+
+    async def withdraw_addresses(self) -> list[WithdrawAddress]: ...
+
+    async def withdraw(self, currency: str, net_type: str, amount: float, address: str,
+                       secondary_address: str | None = None,
+                       travel_rule: TravelRule | None = None) -> Withdrawal: ...
+
+    async def cancel_withdrawal(self, uuid: str) -> Withdrawal: ...
+
+    async def get_withdrawal(self, uuid: str | None = None,
+                             txid: str | None = None) -> Withdrawal: ...
+
+    async def withdrawals(self, currency: str | None = None,
+                          state: WithdrawalState | None = None,
+                          limit: int = 100) -> list[Withdrawal]: ...
+
+    async def get_deposit(self, uuid: str | None = None, txid: str | None = None) -> Deposit: ...
+
+    async def deposits(self, currency: str | None = None, state: DepositState | None = None,
+                       limit: int = 100) -> list[Deposit]: ...
+
+    async def find_withdrawal(self, currency: str, amount: float, since_ms: int,
+                              tolerance: float = 1e-8) -> Withdrawal | None: ...
 
 
 class TransferClient:
@@ -172,27 +272,17 @@ class TransferClient:
 
     async def withdraw_chance(self, currency: str, net_type: str | None = None) -> WithdrawChance:
         params = [("currency", currency), ("net_type", net_type or currency)]
-        w = await self._lookup("/v1/withdraws/chance", params, _WireChance)
-        return WithdrawChance(w.currency.code, float(w.currency.withdraw_fee),
-                              float(w.withdraw_limit.minimum), w.withdraw_limit.can_withdraw,
-                              float(w.account.balance))
+        return _chance_of(await self._lookup("/v1/withdraws/chance", params, _WireChance))
 
     async def withdraw_addresses(self) -> list[WithdrawAddress]:
         rows = await self._lookup("/v1/withdraws/coin_addresses", [], list[_WireAddress])
-        return [WithdrawAddress(r.currency, r.net_type, r.withdraw_address, r.secondary_address)
-                for r in rows]
+        return [_address_of(r) for r in rows]
 
     async def withdraw(self, currency: str, net_type: str, amount: float, address: str,
                        secondary_address: str | None = None,
                        travel_rule: TravelRule | None = None) -> Withdrawal:
         """Ask once. A lost answer raises VenueUnavailable: then :meth:`find_withdrawal`."""
-        body: dict[str, str] = {"currency": currency, "net_type": net_type,
-                                "amount": f"{amount:.8f}".rstrip("0").rstrip("."),
-                                "address": address}
-        if secondary_address:
-            body["secondary_address"] = secondary_address
-        if travel_rule is not None:
-            body.update({k: v for k, v in msgspec.structs.asdict(travel_rule).items() if v})
+        body = withdraw_body(currency, net_type, amount, address, secondary_address, travel_rule)
         wire = await self._send("POST", "/v1/withdraws/coin", [], body, _WireTransfer)
         return self._withdrawal(wire)
 
@@ -227,10 +317,7 @@ class TransferClient:
         and ``amount`` created at or after ``since_ms`` (allow a second of clock skew). Upbit
         withdrawals carry no client id; the venues' lists carry no address, so never have two
         withdrawals of one currency and amount in flight at once."""
-        for w in await self.withdrawals(currency):
-            if abs(w.amount - amount) <= tolerance and w.created_ms >= since_ms - 1000:
-                return w
-        return None
+        return match_withdrawal(await self.withdrawals(currency), amount, since_ms, tolerance)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -243,13 +330,10 @@ class TransferClient:
         return params
 
     def _withdrawal(self, w: _WireTransfer) -> Withdrawal:
-        return Withdrawal(self.venue, w.uuid, w.currency, w.net_type, w.state.upper(),  # type: ignore[arg-type]  # checked by the venue's contract; unknown states fail below
-                          float(w.amount), float(w.fee), w.txid, _kst_ms(w.created_at) or 0,
-                          _kst_ms(w.done_at), w.is_cancelable)
+        return _withdrawal_of(self.venue, w)
 
     def _deposit(self, d: _WireTransfer) -> Deposit:
-        return Deposit(self.venue, d.uuid, d.currency, d.net_type, d.state.upper(),  # type: ignore[arg-type]  # as above
-                       float(d.amount), d.txid, _kst_ms(d.created_at) or 0, _kst_ms(d.done_at))
+        return _deposit_of(self.venue, d)
 
     def _headers(self, hash_source: str | None) -> dict[str, str]:
         auth = bithumb_auth if self.venue == "bithumb" else upbit_auth

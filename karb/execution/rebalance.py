@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from karb import clock
 from karb.config import RebalanceConfig
 from karb.exchanges.errors import VenueError, VenueUnavailable
-from karb.exchanges.transfers import TransferClient, TravelRule, Withdrawal
+from karb.exchanges.transfers import TransferApi, TravelRule, Withdrawal
 from karb.execution.transfer_journal import (
     TransferJournal,
     TransferRecord,
@@ -51,7 +51,7 @@ def floor_amount(amount: float, decimals: int = 6) -> float:
 
 
 class TransferManager:
-    def __init__(self, journal: TransferJournal, clients: Mapping[str, TransferClient],
+    def __init__(self, journal: TransferJournal, clients: Mapping[str, TransferApi],
                  cfg: RebalanceConfig, alert: AlertFn, settle_s: float = 10.0) -> None:
         self.journal = journal
         self.clients = clients

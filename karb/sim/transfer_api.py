@@ -30,6 +30,80 @@ def deposit_json(d: Deposit) -> dict[str, Any]:
             "fee": "0", "transaction_type": "default"}
 
 
+# -- the answers, apart from HTTP (the backtest's in-process client calls these too) ----------
+
+def chance_json(net: TransferNetwork, venue: str, account: Account, currency: str,
+                net_type: str | None) -> dict[str, Any]:
+    """``GET /v1/withdraws/chance``: fee, minimum, the account's balance of ``currency``."""
+    currency = currency.upper()
+    coin = net.coin(venue, currency)
+    expected = net.net_type(venue, currency)
+    if (expected if net_type is None else net_type) != expected:
+        raise VenueError(400, "invalid_parameter", f"net_type of {currency} is {expected}")
+    b = account.balance(currency)
+    return {
+        "member_level": {"security_level": 4, "fee_level": 0, "email_verified": True,
+                         "identity_auth_verified": True, "bank_account_verified": True,
+                         "two_factor_auth_verified": True, "locked": False,
+                         "wallet_locked": False},
+        "currency": {"code": currency, "withdraw_fee": num(coin.fee), "is_coin": True,
+                     "wallet_state": "working", "wallet_support": ["deposit", "withdraw"]},
+        "account": {"currency": currency, "balance": num(b.free), "locked": num(b.locked),
+                    "avg_buy_price": num(b.avg_buy_price), "avg_buy_price_modified": False,
+                    "unit_currency": "KRW"},
+        "withdraw_limit": {"currency": currency, "minimum": num(coin.minimum),
+                           "onetime": None, "daily": None, "remaining_daily": None,
+                           "remaining_daily_krw": "1000000000", "fixed": 8,
+                           "can_withdraw": True}}
+
+
+def addresses_json(net: TransferNetwork, venue: str, account: Account) -> list[dict[str, Any]]:
+    """``GET /v1/withdraws/coin_addresses``: the account's allow-list on ``venue``."""
+    return [{"currency": c, "net_type": net.net_type(venue, c), "network_name": c,
+             "withdraw_address": address, "secondary_address": None}
+            for c, address in net.allow_list(venue, account)]
+
+
+def own_withdrawal(net: TransferNetwork, venue: str, account: Account, uuid_: str | None,
+                   txid: str | None) -> Withdrawal:
+    for w in net.withdrawals.values():
+        if w.venue == venue and w.account == account.access_key and (
+                (uuid_ and w.uuid == uuid_) or (not uuid_ and txid and w.txid == txid)):
+            return w
+    raise VenueError(404, "withdraw_not_found", "withdrawal not found (sim)")
+
+
+def own_deposit(net: TransferNetwork, venue: str, account: Account, uuid_: str | None,
+                txid: str | None) -> Deposit:
+    for d in net.deposits.values():
+        if d.venue == venue and d.account == account.access_key and (
+                (uuid_ and d.uuid == uuid_) or (not uuid_ and txid and d.txid == txid)):
+            return d
+    raise VenueError(404, "deposit_not_found", "deposit not found (sim)")
+
+
+def withdrawal_rows(net: TransferNetwork, venue: str, account: Account, currency: str | None,
+                    state: str | None, desc: bool, limit: int) -> list[dict[str, Any]]:
+    """``GET /v1/withdraws``: the account's withdrawals on ``venue``, filtered and ordered."""
+    rows = [w for w in net.withdrawals.values() if w.venue == venue
+            and w.account == account.access_key
+            and (not currency or w.currency == currency.upper())
+            and (not state or w.state == state.upper())]
+    rows.sort(key=lambda w: w.created_ns, reverse=desc)
+    return [withdrawal_json(w) for w in rows[:limit]]
+
+
+def deposit_rows(net: TransferNetwork, venue: str, account: Account, currency: str | None,
+                 state: str | None, desc: bool, limit: int) -> list[dict[str, Any]]:
+    """``GET /v1/deposits``: the account's deposits on ``venue``, filtered and ordered."""
+    rows = [d for d in net.deposits.values() if d.venue == venue
+            and d.account == account.access_key
+            and (not currency or d.currency == currency.upper())
+            and (not state or d.state == state.upper())]
+    rows.sort(key=lambda d: d.created_ns, reverse=desc)
+    return [deposit_json(d) for d in rows[:limit]]
+
+
 def add_routes(app: web.Application, state: VenueState, net: TransferNetwork) -> None:
     venue = state.name
 
@@ -45,83 +119,41 @@ def add_routes(app: web.Application, state: VenueState, net: TransferNetwork) ->
 
     async def chance(request: web.Request) -> web.Response:
         account, q = await auth(request)
-        currency = q.get("currency", "").upper()
-        coin = net.coin(venue, currency)
-        if q.get("net_type", net.net_type(venue, currency)) != net.net_type(venue, currency):
-            raise VenueError(400, "invalid_parameter", f"net_type of {currency} is "
-                                                       f"{net.net_type(venue, currency)}")
-        b = account.balance(currency)
-        return ok_json({
-            "member_level": {"security_level": 4, "fee_level": 0, "email_verified": True,
-                             "identity_auth_verified": True, "bank_account_verified": True,
-                             "two_factor_auth_verified": True, "locked": False,
-                             "wallet_locked": False},
-            "currency": {"code": currency, "withdraw_fee": num(coin.fee), "is_coin": True,
-                         "wallet_state": "working", "wallet_support": ["deposit", "withdraw"]},
-            "account": {"currency": currency, "balance": num(b.free), "locked": num(b.locked),
-                        "avg_buy_price": num(b.avg_buy_price), "avg_buy_price_modified": False,
-                        "unit_currency": "KRW"},
-            "withdraw_limit": {"currency": currency, "minimum": num(coin.minimum),
-                               "onetime": None, "daily": None, "remaining_daily": None,
-                               "remaining_daily_krw": "1000000000", "fixed": 8,
-                               "can_withdraw": True}})
+        return ok_json(chance_json(net, venue, account, q.get("currency", ""), q.get("net_type")))
 
     async def coin_addresses(request: web.Request) -> web.Response:
         account, _ = await auth(request)
-        return ok_json([{"currency": c, "net_type": net.net_type(venue, c), "network_name": c,
-                         "withdraw_address": address, "secondary_address": None}
-                        for c, address in net.allow_list(venue, account)])
+        return ok_json(addresses_json(net, venue, account))
 
     async def withdraw(request: web.Request) -> web.Response:
         body = await json_body(request, venue)
         account = state.authenticate(request, hash_source_from_body(body) or None)
         return ok_json(withdrawal_json(net.request(state, account, body)), status=201)
 
-    def own_withdrawal(account: Account, q: MultiMapping[str]) -> Withdrawal:
-        uuid_, txid = q.get("uuid"), q.get("txid")
-        for w in net.withdrawals.values():
-            if w.venue == venue and w.account == account.access_key and (
-                    (uuid_ and w.uuid == uuid_) or (not uuid_ and txid and w.txid == txid)):
-                return w
-        raise VenueError(404, "withdraw_not_found", "withdrawal not found (sim)")
-
     async def get_withdrawal(request: web.Request) -> web.Response:
         account, q = await auth(request)
-        return ok_json(withdrawal_json(own_withdrawal(account, q)))
+        return ok_json(withdrawal_json(own_withdrawal(net, venue, account, q.get("uuid"),
+                                                      q.get("txid"))))
 
     async def cancel_withdrawal(request: web.Request) -> web.Response:
         account, q = await auth(request)
-        return ok_json(withdrawal_json(net.cancel(own_withdrawal(account, q))))
+        return ok_json(withdrawal_json(net.cancel(own_withdrawal(net, venue, account,
+                                                                 q.get("uuid"), q.get("txid")))))
 
     async def list_withdrawals(request: web.Request) -> web.Response:
         account, q = await auth(request)
-        rows = [w for w in net.withdrawals.values() if w.venue == venue
-                and w.account == account.access_key
-                and (not q.get("currency") or w.currency == q.get("currency", "").upper())
-                and (not q.get("state") or w.state == q.get("state", "").upper())]
-        rows.sort(key=lambda w: w.created_ns, reverse=q.get("order_by", "desc") == "desc")
-        return ok_json([withdrawal_json(w) for w in rows[:limit_of(q)]])
-
-    def own_deposit(account: Account, q: MultiMapping[str]) -> Deposit:
-        uuid_, txid = q.get("uuid"), q.get("txid")
-        for d in net.deposits.values():
-            if d.venue == venue and d.account == account.access_key and (
-                    (uuid_ and d.uuid == uuid_) or (not uuid_ and txid and d.txid == txid)):
-                return d
-        raise VenueError(404, "deposit_not_found", "deposit not found (sim)")
+        return ok_json(withdrawal_rows(net, venue, account, q.get("currency"), q.get("state"),
+                                       q.get("order_by", "desc") == "desc", limit_of(q)))
 
     async def get_deposit(request: web.Request) -> web.Response:
         account, q = await auth(request)
-        return ok_json(deposit_json(own_deposit(account, q)))
+        return ok_json(deposit_json(own_deposit(net, venue, account, q.get("uuid"),
+                                                q.get("txid"))))
 
     async def list_deposits(request: web.Request) -> web.Response:
         account, q = await auth(request)
-        rows = [d for d in net.deposits.values() if d.venue == venue
-                and d.account == account.access_key
-                and (not q.get("currency") or d.currency == q.get("currency", "").upper())
-                and (not q.get("state") or d.state == q.get("state", "").upper())]
-        rows.sort(key=lambda d: d.created_ns, reverse=q.get("order_by", "desc") == "desc")
-        return ok_json([deposit_json(d) for d in rows[:limit_of(q)]])
+        return ok_json(deposit_rows(net, venue, account, q.get("currency"), q.get("state"),
+                                    q.get("order_by", "desc") == "desc", limit_of(q)))
 
     r = app.router
     r.add_get("/v1/withdraws/chance", chance)
