@@ -30,6 +30,7 @@ import msgspec
 from karb import clock
 from karb.actors.execution import ExecutionParams
 from karb.backtest.lazymarket import LazyMarketModel
+from karb.backtest.rebalancing import BacktestRebalancer
 from karb.backtest.replay import ReplayMarket, first_book_ns
 from karb.backtest.results import (BacktestResults, BalancePoint, FillRecord, HaltRecord,
                                    IntentRecord, LegRecord, Role, SignalRecord)
@@ -138,6 +139,8 @@ class Backtest:
         self.balances: list[BalancePoint] = []
         self.halts: list[HaltRecord] = []
         self.crashes = 0
+        self.position: Position | None = None  # execution's last pos (the rebalancer reads it)
+        self.rebalancer: BacktestRebalancer | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.steps = 0
         self.t0 = 0.0
@@ -177,17 +180,21 @@ class Backtest:
                            KillSwitch(self.workdir / "KILL"), self.markets)
         self.reconciler = Reconciler(self.ex)
         self.decider = self.new_decider(self.tops)
+        if self.opts.rebalancing:
+            self.rebalancer = BacktestRebalancer(self)
 
     def new_decider(self, tops: TopView) -> Decider:
         ids = itertools.count(1)
         return Decider(self.sp, self.venues, self.fees, self.markets, tops,
-                       new_id=lambda: f"i{next(ids):020d}", rebalance=self.cfg.rebalance)
+                       new_id=lambda: f"i{next(ids):020d}",
+                       rebalance=self.cfg.rebalance if self.opts.rebalancing else None)
 
     def _arrived(self, client_id: str, mono_ns: int) -> None:
         self.arrivals.setdefault(client_id, mono_ns)
 
     def _publish(self, topic: bytes, msg: Msg) -> None:
         if isinstance(msg, Position):
+            self.position = msg
             self.decider.on_position(msg)
         elif isinstance(msg, FillEvent):
             role: Role = "hedge" if "-h" in msg.client_id else ("buy" if msg.side == "buy" else "sell")
@@ -207,9 +214,15 @@ class Backtest:
         return total
 
     def _balance_point(self) -> None:
-        self.balances.append(BalancePoint(ts_ns=clock.time_ns(), balances={
-            v: {c: b.free + b.locked for c, b in a.balances.items()}
-            for v, a in self.accounts.items()}))
+        """Every venue's total per currency; coin withdrawn and not yet credited counts at the
+        venue it goes to (it is in no account meanwhile)."""
+        points = {v: {c: b.free + b.locked for c, b in a.balances.items()}
+                  for v, a in self.accounts.items()}
+        if self.rebalancer is not None:
+            for venue, coins in self.rebalancer.in_flight().items():
+                for coin, amount in coins.items():
+                    points[venue][coin] = points[venue].get(coin, 0.0) + amount
+        self.balances.append(BalancePoint(ts_ns=clock.time_ns(), balances=points))
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -223,6 +236,8 @@ class Backtest:
         background = [asyncio.create_task(self._refresh())]
         if self.opts.reconcile:
             background.append(asyncio.create_task(self._reconcile()))
+        if self.rebalancer is not None:
+            background.append(asyncio.create_task(self.rebalancer.run()))
         t0 = self.t0 = time.perf_counter()
         await self._drive()
         if self.tasks:  # let intents in flight finish (each is bounded by leg_deadline_ms)
@@ -230,6 +245,12 @@ class Backtest:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        rb = self.rebalancer
+        transfers, algos = [], []
+        if rb is not None:
+            await rb.stop()
+            transfers, algos = rb.transfers(), rb.algos()
+            rb.journal.close()
         self._balance_point()
         self.journal.close()
         return BacktestResults(
@@ -237,7 +258,8 @@ class Backtest:
             markets=self.markets, fee_bps={v: f * 1e4 for v, f in self.fees.items()},
             start_equity_krw=equity, intents=self.intents, legs=self.legs, fills=self.fills,
             signals=self.signals, balances=self.balances, halts=self.halts,
-            final_marks=dict(self.model.fair), crashes=self.crashes)
+            final_marks=dict(self.model.fair), crashes=self.crashes,
+            rebalancing=rb is not None, transfers=transfers, algos=algos)
 
     async def _drive(self) -> None:
         step_ns = self.sim.step_ms * 1_000_000
@@ -259,6 +281,8 @@ class Backtest:
                     self.clients[event.venue].down_until_ms = event.until_ms if event.starts else 0
             changed = self.model.step(now_ms)
             self.steps += 1
+            if self.rebalancer is not None:
+                self.rebalancer.sampler.tick(t)
             updates = []
             for venue, market in changed:
                 book = self.model.state[(venue, market)].book
@@ -311,10 +335,15 @@ class Backtest:
                     continue
                 net = edge_bps(a.asks[0][0], b.bids[0][0], self.fees[buy], self.fees[sell])
                 if net >= self.sp.min_edge_bps:
+                    # Under a skew-aware threshold the decider asked for more edge than this:
+                    # a choice that protects inventory, not inventory missing.
+                    adj = self.decider.skew(market, buy, sell)
+                    declined = adj is not None and net < adj.threshold_bps
                     self.signals.append(SignalRecord(
                         ts_ns=clock.time_ns(), market=market, buy_venue=buy, sell_venue=sell,
                         gross_bps=(b.bids[0][0] - a.asks[0][0]) / a.asks[0][0] * 1e4,
-                        net_bps=net, decision="no_size", inventory_blocked=True))
+                        net_bps=net, decision="skew_threshold" if declined else "no_size",
+                        inventory_blocked=not declined))
         return sized
 
     def _spawn(self, d: Sized, recv_mono: int) -> None:
@@ -342,12 +371,12 @@ class Backtest:
                 self.decider.done(intent.intent_id)
                 return
             await self.ex.run(intent, accepted.legs)
-            self._record_legs(intent.intent_id)
+            self.record_legs(intent.intent_id)
         except Exception:
             self.crashes += 1
             log.exception("intent %s crashed the backtest's execution", intent.intent_id)
 
-    def _record_legs(self, intent_id: str) -> None:
+    def record_legs(self, intent_id: str) -> None:
         decided = self.decided.pop(intent_id, 0)
         for leg in self.journal.legs(intent_id):
             arrived = self.arrivals.pop(leg.client_id, 0)

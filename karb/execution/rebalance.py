@@ -71,10 +71,11 @@ class TransferManager:
     def open_for(self, coin: str) -> TransferRecord | None:
         return next((t for t in self.open() if t.coin == coin), None)
 
-    def in_transit(self) -> dict[str, dict[str, float]]:
-        """coin → destination venue → amount on its way (counted where it will land)."""
+    def in_transit(self, opened: list[TransferRecord] | None = None) -> dict[str, dict[str, float]]:
+        """coin → destination venue → amount on its way (counted where it will land);
+        ``opened``: the open transfers when the caller has just read them."""
         out: dict[str, dict[str, float]] = {}
-        for t in self.open():
+        for t in self.open() if opened is None else opened:
             if t.in_transit or t.state == TransferState.REQUESTED:
                 per = out.setdefault(t.coin, {})
                 per[t.to_venue] = per.get(t.to_venue, 0.0) + t.amount

@@ -46,6 +46,7 @@ from karb.execution.algos.pair import (
     StateView,
 )
 from karb.execution.rebalance import TransferManager, floor_amount
+from karb.execution.transfer_journal import TransferRecord
 from karb.trading import skew
 
 log = logging.getLogger("karb.rebalancer")
@@ -116,11 +117,11 @@ class RebalancePolicy:
 
     # -- deciding ---------------------------------------------------------------------------------
 
-    def compute(self) -> dict[str, skew.Skew]:
+    def compute(self, opened: list[TransferRecord] | None = None) -> dict[str, skew.Skew]:
         pos = self.position()
         if pos is None:
             return {}
-        transit = self.manager.in_transit()
+        transit = self.manager.in_transit(opened)
         out = {}
         for coin in self.coins:
             free: dict[str, float] = {v: pos.get(v, {}).get(coin, 0.0) for v in self.venues}
@@ -131,11 +132,12 @@ class RebalancePolicy:
         return out
 
     async def check_once(self) -> None:
-        self.skews = self.compute()
+        opened = self.manager.open()  # one journal read per check, not one per coin
+        moving = {t.coin for t in opened}
+        self.skews = self.compute(opened)
         now = clock.monotonic()
         for currency, s in self.skews.items():
-            busy = (self.krw_busy if currency == "KRW"
-                    else self.manager.open_for(currency) is not None)
+            busy = self.krw_busy if currency == "KRW" else currency in moving
             if not s.out_of_band or busy:
                 self.since.pop(currency, None)
                 continue

@@ -163,14 +163,16 @@ def test_one_simulated_hour_adds_up(tmp_path: Path) -> None:
     assert s["crashes"] == 0
     assert s["intents"] and s["round_trips"]
     assert stats["books_skipped"] > stats["books_built"]  # the lazy model did its job
-    # PnL = fills - fees (+ leftover coin at its mark), from the fills themselves.
+    # PnL = fills - fees (+ leftover coin at its mark), from the fills themselves ...
     cash = sum(f.price * f.volume * (1 if f.side == "ask" else -1) for f in res.fills)
     fees = sum(f.fee_krw for f in res.fills)
     coin: dict[str, float] = defaultdict(float)
     for f in res.fills:
         coin[f.market] += f.volume if f.side == "bid" else -f.volume
     marked = sum(q * res.final_marks[m] for m, q in coin.items())
-    assert s["pnl_krw"] == pytest.approx(cash - fees + marked, abs=0.05)
+    # ... less the fees of the rebalancer's transfers (coin that left and arrives nowhere)
+    sent = sum(t.fee_krw for t in res.transfers if t.state not in ("NOT_SENT", "FAILED"))
+    assert s["pnl_krw"] == pytest.approx(cash - fees + marked - sent, abs=0.05)
     assert s["fees_krw"] == pytest.approx(fees, abs=0.05)
     # The venues' accounts moved by exactly the fills: KRW by cash - fees, coin by volume.
     first, last = res.balances[0].balances, res.balances[-1].balances
