@@ -6,6 +6,7 @@ venues' accounts move by exactly the fills and the transfers; without rebalancin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -43,7 +44,7 @@ def skewed(cfg: Config) -> Config:
 def test_hours_with_rebalancing_trade_krw_back_and_move_coins(tmp_path: Path) -> None:
     cfg = skewed(load_config(CONFIG))
     res, _ = run_backtest(cfg, Options(days=1 / 24, seed=7), tmp_path)
-    s = summarise(res)
+    s: dict[str, Any] = dict(summarise(res))
     assert res.rebalancing and s["crashes"] == 0
     # KRW: pair trades by the algorithms, buying on bithumb (KRW-heavy) and selling on upbit
     assert res.algos, "no KRW rebalancing trade"
