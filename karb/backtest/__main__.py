@@ -39,6 +39,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reconcile-s", type=float, default=Options.reconcile_every_s,
                    help="reconciliation interval, s (default %(default)s; live: 5 s, but each sweep "
                    "sums the whole journal, which grows over a long backtest)")
+    p.add_argument("--operator-unhalt-s", type=float, default=Options.operator_unhalt_s,
+                   metavar="S", help="a halted market is unhalted S after its halt once nothing "
+                   "of it is open, as an operator would (default %(default)s; 0: never)")
     p.add_argument("--progress", action="store_true", help="a line on stderr per simulated 6 h")
     p.add_argument("--latency-sweep", nargs="?", const="1,5,10,20,50,100", default=None,
                    metavar="RTT_MS,...", help="re-run at each network round trip (ms; default "
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(days=args.days, seed=args.seed,
                    latency=Latency(decision_ms=args.decision_ms, rtt_ms=args.rtt_ms),
                    reconcile=not args.no_reconcile, data=args.data,
-                   reconcile_every_s=args.reconcile_s, progress=args.progress)
+                   reconcile_every_s=args.reconcile_s, progress=args.progress,
+                   operator_unhalt_s=args.operator_unhalt_s or None)
     if args.data is not None and not args.data.exists():
         print(f"--data {args.data}: no such file or directory", file=sys.stderr)
         return ExitCode.CONFIG

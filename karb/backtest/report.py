@@ -73,7 +73,7 @@ def acceptance(res: BacktestResults, summary: dict[str, Any],
         ("simulated PnL above 0", summary["pnl_krw"] > 0, f"{summary['pnl_krw']:,.0f} KRW"),
         ("no major risk event (over-trading, a negative balance)", negative == 0 and over == 0,
          f"{negative} negative balance points, {over} intents over the notional cap, "
-         f"{summary['halts']} halts"),
+         f"{summary['halts']} halts ({summary.get('halted_s', 0.0):,.0f} market-seconds halted)"),
     ]
 
 

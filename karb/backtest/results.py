@@ -31,6 +31,10 @@ rebalancing trades cost real money, and subtract transfer fees.
 - ``inventory_blocked_s``: per market, the time from a signal that found an edge but no
   inventory to take it until that market's next signal, capped at ``blocked_cap_s`` each;
   ``inventory_blocked_pct``: that over the run's length, %.
+- ``halts`` / ``halted_s``: markets halted (execution fails closed: a leg unresolved by its
+  deadline, a hedge that could not be placed) and the market-seconds they stayed halted; the
+  backtest's operator unhalts a market ``Options.operator_unhalt_s`` after its halt once
+  nothing of it is open (live: the ``unhalt`` command).
 - ``min_balance_krw``: the lowest KRW balance of any venue at any balance point;
   ``negative_balance_events``: balance points with any currency below zero on any venue.
 - ``arb_volume_krw``: the sum of |price x volume| over arb intents' fills (every role).
@@ -161,6 +165,7 @@ class HaltRecord(_Rec, frozen=True):
     ts_ns: int
     market: str
     reason: str
+    unhalted_ns: int = 0  # when the backtest's operator unhalted it (0: halted to the end)
 
 
 class BacktestResults(_Rec, frozen=True):
@@ -332,6 +337,7 @@ def summarise(res: BacktestResults) -> Summary:
         "hedges": sum(1 for leg in arb_legs if leg.role == "hedge"),
         "hedge_cost_krw": round(hedge_cost, 2),
         "halts": len(res.halts),
+        "halted_s": round(halted_s(res), 1),
         "min_balance_krw": round(min(krw), 2) if krw else None,
         "negative_balance_events": negative,
         "inventory_blocked_s": round(blocked_s, 3),
@@ -380,3 +386,8 @@ def inventory_blocked_s(res: BacktestResults) -> float:
                 end = nxt.ts_ns if nxt is not None else res.ended_ns
                 total_ns += min(cap_ns, max(0, end - s.ts_ns))
     return total_ns / 1e9
+
+
+def halted_s(res: BacktestResults) -> float:
+    """Market-seconds spent halted (a halt not lifted lasts to the end of the run)."""
+    return sum(((h.unhalted_ns or res.ended_ns) - h.ts_ns) / 1e9 for h in res.halts)

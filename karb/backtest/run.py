@@ -79,6 +79,10 @@ class Options:
     # The config's rebalance: section in force (skew-aware thresholds, the rebalancer's
     # transfers and KRW trades); False: the bare strategy, for the side-by-side report.
     rebalancing: bool = True
+    # An operator unhalts a halted market this long after its halt, once reconciliation has
+    # settled everything of it (live: the ``unhalt`` command after a look); None: never, a halt
+    # lasts to the end of the run.
+    operator_unhalt_s: float | None = 1800.0
 
 
 def strategy_params(cfg: Config) -> StrategyParams:
@@ -238,6 +242,8 @@ class Backtest:
             background.append(asyncio.create_task(self._reconcile()))
         if self.rebalancer is not None:
             background.append(asyncio.create_task(self.rebalancer.run()))
+        if self.opts.operator_unhalt_s is not None:
+            background.append(asyncio.create_task(self._operator(self.opts.operator_unhalt_s)))
         t0 = self.t0 = time.perf_counter()
         await self._drive()
         if self.tasks:  # let intents in flight finish (each is bounded by leg_deadline_ms)
@@ -394,6 +400,26 @@ class Backtest:
             if not self.ex.open:
                 await self.ex.refresh_balances()
             self.ex.publish_position()
+
+    async def _operator(self, after_s: float) -> None:
+        """Unhalts a market ``after_s`` after its halt once nothing of it is open."""
+        while True:
+            await asyncio.sleep(60.0)
+            now = clock.time_ns()
+            for i, h in enumerate(self.halts):
+                if h.unhalted_ns or now - h.ts_ns < after_s * 1e9 or h.market not in self.ex.halted:
+                    continue
+                if any(intent.market == h.market for intent in self.ex.open.values()):
+                    continue
+                if self.journal.db.execute(
+                        "SELECT 1 FROM intents WHERE market=? AND state IN ('ACCEPTED', "
+                        "'RECONCILING') LIMIT 1", (h.market,)).fetchone():
+                    continue
+                self.ex.halted.discard(h.market)
+                self.journal.unhalt(h.market)
+                self.halts[i] = msgspec.structs.replace(h, unhalted_ns=now)
+                log.warning("operator: %s unhalted %.0f s after its halt", h.market,
+                            (now - h.ts_ns) / 1e9)
 
     async def _reconcile(self) -> None:
         while True:

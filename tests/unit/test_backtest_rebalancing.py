@@ -5,16 +5,19 @@ venues' accounts move by exactly the fills and the transfers; without rebalancin
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from karb.backtest.results import summarise
-from karb.backtest.run import Options, run_backtest
+from karb import clock
+from karb.backtest.results import BacktestResults, halted_s, summarise
+from karb.backtest.run import Backtest, Options, run_backtest
 from karb.config import Config, load_config
 from karb.execution.algos import ALGOS
+from tests.unit.execution_kit import intent
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "backtest.yaml"
 MARKETS = ["KRW-XRP", "KRW-SOL"]
@@ -88,3 +91,37 @@ def test_without_rebalancing_nothing_moves_but_trades(tmp_path: Path) -> None:
     res, _ = run_backtest(cfg, Options(days=0.2 / 24, seed=7, rebalancing=False), tmp_path)
     assert not res.rebalancing and res.transfers == [] and res.algos == []
     assert all(i.purpose == "arb" for i in res.intents)
+
+
+def test_the_operator_unhalts_a_market_once_nothing_of_it_is_open(tmp_path: Path) -> None:
+    """A halt (execution failing closed) lasts until the backtest's operator lifts it:
+    ``operator_unhalt_s`` after it, and not while an intent of that market is open."""
+    cfg = skewed(load_config(CONFIG))
+    vclock = clock.VirtualClock()
+    previous = clock.set_clock(vclock)
+
+    async def main() -> BacktestResults:
+        bt = Backtest(cfg, Options(days=1, rebalancing=False, operator_unhalt_s=300), tmp_path)
+        bt._build()
+        start = clock.time_ns()
+        bt.ex.halt("KRW-XRP", "a leg unresolved by its deadline (test)")
+        assert [h.market for h in bt.halts] == ["KRW-XRP"]
+        bt.ex.open["i-open"] = msgspec.structs.replace(intent(), market="KRW-XRP")
+        operator = asyncio.create_task(bt._operator(300))
+        await asyncio.sleep(400)  # past 300 s, but an intent of the market is open
+        assert "KRW-XRP" in bt.ex.halted and bt.halts[0].unhalted_ns == 0
+        del bt.ex.open["i-open"]
+        await asyncio.sleep(61)
+        assert "KRW-XRP" not in bt.ex.halted and bt.halts[0].unhalted_ns > 0
+        assert "KRW-XRP" not in bt.journal.halted()
+        operator.cancel()
+        bt.journal.close()
+        return BacktestResults(started_ns=start, ended_ns=clock.time_ns(), wall_s=0.0,
+                               markets=MARKETS, fee_bps={}, start_equity_krw=0.0,
+                               halts=bt.halts)
+
+    try:
+        res = vclock.run(main())
+    finally:
+        clock.set_clock(previous)
+    assert 400 <= halted_s(res) <= 470
