@@ -44,7 +44,7 @@ from karb.sim import engine
 from karb.sim.market import VENUES, MarketModel
 from karb.sim.outages import OutageSchedule
 from karb.sim.server import default_account
-from karb.trading.arb import edge_bps
+from karb.trading.arb import edge_bps, size_trade
 from karb.trading.decide import Decider, Sized, StrategyParams, TopView
 from karb.trading.limits import ExecutionLimits
 from karb.trading.risk import CircuitBreaker, KillSwitch
@@ -341,10 +341,16 @@ class Backtest:
                     continue
                 net = edge_bps(a.asks[0][0], b.bids[0][0], self.fees[buy], self.fees[sell])
                 if net >= self.sp.min_edge_bps:
-                    # Under a skew-aware threshold the decider asked for more edge than this:
-                    # a choice that protects inventory, not inventory missing.
+                    # Under a skew-aware threshold the decider asked for more edge than this
+                    # while there was inventory to take it: a choice that protects inventory,
+                    # not inventory missing.
                     adj = self.decider.skew(market, buy, sell)
-                    declined = adj is not None and net < adj.threshold_bps
+                    declined = False
+                    if adj is not None and net < adj.threshold_bps:
+                        caps = self.decider.caps(market, buy, sell, a.asks)
+                        at_base = size_trade(a.asks, b.bids, self.fees[buy], self.fees[sell],
+                                             self.sp.min_edge_bps, caps)
+                        declined = at_base is not None and at_base.volume > 0
                     self.signals.append(SignalRecord(
                         ts_ns=clock.time_ns(), market=market, buy_venue=buy, sell_venue=sell,
                         gross_bps=(b.bids[0][0] - a.asks[0][0]) / a.asks[0][0] * 1e4,
