@@ -173,9 +173,9 @@ def transfers(db: sqlite3.Connection, only_open: bool = False) -> list[TransferR
 
 
 def transfer_totals(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
-    """Per (venue, coin), what settled transfers changed: amount + fee out of the source once
-    sent, the amount into the destination once credited (added to the journal's fill totals
-    by the balance reconciliation, which waits while any transfer is open)."""
+    """Per (venue, coin), what transfers changed as far as the journal knows: amount + fee out
+    of the source once sent, the amount into the destination once credited (added to the
+    journal's fill totals by the balance reconciliation)."""
     out: dict[tuple[str, str], float] = {}
     for t in transfers(db):
         if t.state in LEFT_SOURCE:
@@ -184,6 +184,24 @@ def transfer_totals(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
         if t.state == TransferState.CREDITED:
             key = (t.to_venue, t.coin)
             out[key] = out.get(key, 0.0) + t.amount
+    return out
+
+
+def open_transfer_steps(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
+    """Per (venue, coin), the next move of each open transfer that the venue may already have
+    made while the journal has not followed it yet: the withdrawal leaving the source (amount +
+    fee) while the journal says REQUESTED or ACCEPTED, the deposit being credited at the
+    destination (amount) while it says anything short of CREDITED. The balance check accepts a
+    balance on either side of such a step (one transfer per coin at a time: one step per key
+    and side), so it need not wait for every transfer to finish — a BTC transfer takes most of
+    an hour."""
+    out: dict[tuple[str, str], float] = {}
+    for t in transfers(db, only_open=True):
+        if t.state in (TransferState.REQUESTED, TransferState.ACCEPTED):
+            key = (t.from_venue, t.coin)
+            out[key] = out.get(key, 0.0) - t.amount - t.fee
+        key = (t.to_venue, t.coin)
+        out[key] = out.get(key, 0.0) + t.amount
     return out
 
 

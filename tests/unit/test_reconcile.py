@@ -164,3 +164,31 @@ async def test_the_leg_deadline_bounds_following_even_when_the_venue_never_answe
     buy = kit.journal.leg(ID + "-b")
     assert buy is not None and buy.state == LegState.UNKNOWN  # never guessed
     assert MARKET in kit.ex.halted and (kit.journal.intent_state(ID) or ("", ""))[0] == "RECONCILING"
+
+
+async def test_balances_are_checked_while_a_transfer_is_open_either_side_of_its_step(
+        tmp_path: Path) -> None:
+    """An open transfer may be a step ahead at the venue of what the journal followed: the
+    check accepts the balance on either side of that step, and still catches anything else."""
+    from karb.execution.transfer_journal import TransferJournal, TransferRecord, TransferState
+
+    kit = make_kit(tmp_path)
+    transfers = TransferJournal(kit.journal.path)
+    await kit.reconciler.sweep()  # baseline
+    coin = MARKET.split("-")[1]
+    rec = TransferRecord("t1", coin, "upbit", "bithumb", 0.5, 0.001, coin, "addr", "coin",
+                         TransferState.REQUESTED)
+    transfers.request(rec)
+    rec.state = TransferState.ACCEPTED
+    transfers.update(rec, "accepted")
+    assert await kit.reconciler.check_balances() == []  # not withdrawn at the venue yet
+    up = kit.upbit.cash[coin]
+    kit.upbit.cash[coin] = Balance(coin, up.free - 0.501, up.locked)  # withdrawn: journal behind
+    assert await kit.reconciler.check_balances() == []
+    down = kit.bithumb.cash[coin]
+    kit.bithumb.cash[coin] = Balance(coin, down.free + 0.5, down.locked)  # and credited
+    assert await kit.reconciler.check_balances() == []
+    kit.bithumb.cash[coin] = Balance(coin, down.free + 0.7, down.locked)  # more than the step
+    problems = await kit.reconciler.check_balances()
+    assert problems and f"bithumb {coin}" in problems[0]
+    transfers.close()
