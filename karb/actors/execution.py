@@ -135,7 +135,7 @@ class Execution(Actor):
         self.tops = ShmTops(self.table, [v.name for v in cfg.venues], list(cfg.markets))
         self.algos = AlgoRunner(self.executor.legs, self.journal, self._view,
                                 child_deadline_s=p.leg_deadline_ms / 1000,
-                                busy=self.executor.settling)
+                                busy=self.executor.settling, guard=self.executor.child_refusal)
         self.optimizer = AlgoOptimizer()
         await self.executor.refresh_balances()
         started = time.monotonic()

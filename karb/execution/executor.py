@@ -228,6 +228,37 @@ class Executor:
             return why
         return None
 
+    def child_refusal(self, venue: str, market: str, side: str, volume: float,
+                      price: float) -> str | None:
+        """Why one child order of a single-venue execution algorithm may not go now, or None:
+        the checks of an intent that apply to one leg (kill switch, balance hold, halt, stale
+        balances, the notional cap, the inventory cap for a buy, and what is free after the
+        reservations of intents in flight)."""
+        if self.kill.engaged():
+            return "kill switch engaged"
+        if self.balance_hold:
+            return f"balances disagree with the journal ({self.balance_hold})"
+        if market in self.halted:
+            return f"{market} is halted"
+        if venue not in self.clients or venue in self.stale_venues:
+            return f"balances of {venue} are unknown or stale"
+        notional = volume * price
+        cap = self.notional_cap()
+        if notional > cap * 1.0001:
+            return f"notional {notional:,.0f} KRW over the cap of {cap:,.0f} KRW"
+        coin = coin_of(market)
+        if side == "buy":
+            held = self.total.get((venue, coin), 0.0) + self.reservations.held(
+                inventory_key(venue, coin))
+            if (held + volume) * price > self.limits.max_inventory_krw:
+                return f"inventory of {coin} on {venue} would pass max_inventory_krw"
+            need, have = notional * (1 + self.fees[venue]), self.available(venue, "KRW")
+        else:
+            need, have = volume, self.available(venue, coin)
+        if need > have + 1e-12:
+            return f"{need:.8g} needed on {venue}, {have:.8g} free after reservations"
+        return None
+
     # -- running ------------------------------------------------------------------------------------
 
     async def run(self, intent: Intent, legs: list[LegRecord]) -> None:

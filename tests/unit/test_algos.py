@@ -133,6 +133,40 @@ def test_runner_journals_every_child_and_measures_shortfall(tmp_path: Path) -> N
     assert kit.journal.intent_state("i" + "d" * 20)[0] == "DONE"  # type: ignore[index]
 
 
+def test_a_child_executions_checks_refuse_stops_the_algorithm(tmp_path: Path) -> None:
+    """Children pass execution's checks for one leg: the notional cap (a child over it is not
+    sent) and, between children, the kill switch or a halt."""
+    kit = make_kit(tmp_path)
+    clock = VirtualClock()
+    algo_id = "i" + "e" * 20
+
+    async def main() -> None:
+        await kit.ex.refresh_balances()
+        cap = kit.ex.notional_cap()
+        big = AlgoOrder("upbit", MARKET, "buy", cap / 100_000.0 * 2, 100_100.0)
+        runner = AlgoRunner(kit.ex.legs, kit.journal, lambda v, m: VIEW, clock=clock,
+                            child_deadline_s=1.5, guard=kit.ex.child_refusal)
+        result = await runner.run(make_algo("market"), big, algo_id)
+        assert result.children == 0 and result.filled == 0  # over the cap: nothing sent
+        kit.upbit.posts.extend([Post("fill"), Post("fill")])
+        twap = AlgoOrder("upbit", MARKET, "buy", 0.2, 100_100.0, horizon_s=20, slice_s=10)
+        halting = [0]
+
+        def guard(venue: str, market: str, side: str, volume: float, price: float) -> str | None:
+            halting[0] += 1
+            if halting[0] == 2:
+                kit.ex.halt(MARKET, "test")  # halted between the first and second child
+            return kit.ex.child_refusal(venue, market, side, volume, price)
+
+        runner.guard = guard
+        result = await runner.run(make_algo("twap"), twap, "i" + "f" * 20)
+        assert result.children == 1 and result.filled == pytest.approx(0.1)
+
+    clock.run(main())
+    state = kit.journal.intent_state("i" + "f" * 20)
+    assert state is not None and f"stopped: {MARKET} is halted" in state[1]
+
+
 def test_child_lost_at_the_venue_is_recovered_not_resent(tmp_path: Path) -> None:
     kit = make_kit(tmp_path)
     order = AlgoOrder("upbit", MARKET, "buy", 0.2, 100_100.0)

@@ -26,6 +26,8 @@ from karb.trading.orders import LegRecord, LegState, leg_client_id
 log = logging.getLogger("karb.execution")
 
 View = Callable[[str, str], MarketView | None]  # (venue, market) → the market now
+# (venue, market, side, volume, price) → why this child may not go now, or None
+Guard = Callable[[str, str, str, float, float], str | None]
 MAX_CHILDREN = 500
 
 
@@ -71,11 +73,14 @@ def new_algo_id() -> str:
 class AlgoRunner:
     def __init__(self, legs: LegRunner, journal: Journal, view: View,
                  clock: Clock | None = None, child_deadline_s: float = 15.0,
-                 busy: set[str] | None = None) -> None:
+                 busy: set[str] | None = None, guard: Guard | None = None) -> None:
         self.legs = legs
         # The executor's set of intents someone is settling: a running algo is in it, so the
         # reconciliation sweep neither settles its intent between children nor checks balances.
         self.busy = busy if busy is not None else set()
+        # Execution's checks for one child (Executor.child_refusal): a child they refuse stops
+        # the algorithm, as a refused intent would not trade.
+        self.guard = guard
         self.journal = journal
         self.view = view
         self.clock = clock or LiveClock()
@@ -94,6 +99,7 @@ class AlgoRunner:
         self.progress[algo_id] = (algo.name, order, p)
         self.busy.add(algo_id)
         complete = True
+        stopped = ""
         try:
             while p.children < MAX_CHILDREN:
                 step = algo.next(order, p, self._now(), self.view(order.venue, order.market))
@@ -102,6 +108,13 @@ class AlgoRunner:
                 if isinstance(step, float | int):
                     await self.clock.sleep(max(0.0, float(step)))
                     continue
+                if self.guard is not None:
+                    why = self.guard(order.venue, order.market, order.side,
+                                     floor_lot(step.volume), step.price)
+                    if why is not None:
+                        stopped = why
+                        log.warning("algo %s: child refused (%s): stopped", algo_id, why)
+                        break
                 leg = await self._child(algo_id, order, step, p.children + 1)
                 p.children += 1
                 if leg is None:
@@ -117,8 +130,9 @@ class AlgoRunner:
                                 algo_id, leg.client_id)
                     break
             if complete:
-                self.journal.finish_intent(algo_id, "DONE", 0.0,
-                                           f"algo {algo.name}: {p.filled:.8g}/{order.volume:.8g}")
+                note = f"; stopped: {stopped}" if stopped else ""
+                self.journal.finish_intent(algo_id, "DONE", 0.0, f"algo {algo.name}: "
+                                           f"{p.filled:.8g}/{order.volume:.8g}{note}")
         finally:
             self.progress.pop(algo_id, None)
             self.busy.discard(algo_id)
