@@ -143,10 +143,11 @@ def _add(balances: dict[str, Any], venue: str, amount: float) -> dict[str, Any]:
     return out
 
 
-def test_krw_skew_is_fixed_by_a_hedged_pair_algorithm_killed_midway(workdir: Path) -> None:
+def test_krw_skew_is_fixed_by_a_hedged_pair_algorithm_with_kills_midway(workdir: Path) -> None:
     """KRW out of band (a target of 80 % on upbit): the rebalancer buys XRP on the KRW-heavy
-    bithumb and sells it on upbit in hedged children through execution; SIGKILLed mid-way, it
-    sends nothing twice, and the venues, their balances and the journal agree."""
+    bithumb and sells it on upbit in hedged children through execution; the rebalancer and then
+    execution SIGKILLed mid-algorithm, nothing is sent twice, and the venues, their balances and
+    the journal agree."""
     path = config(workdir)
     data = yaml.safe_load(path.read_text())
     # XRP's own band wide: only the KRW path moves anything (and its send-back, if a child
@@ -176,6 +177,14 @@ def test_krw_skew_is_fixed_by_a_hedged_pair_algorithm_killed_midway(workdir: Pat
                    and sup.actors()["rebalancer"]["state"] == "RUNNING", 20, what="a restart")
         eventually(lambda: json.loads(control(sup, "rebalancer", "rebal").detail)
                    ["counts"]["krw_trades"] >= 1, 20, what="a KRW trade after the restart")
+        # execution SIGKILLed while the algorithm runs: its children in flight are recovered
+        # from the journal by the next incarnation, the next ones go to it
+        done = len(children())
+        pid = sup.actors()["execution"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        eventually(lambda: sup.actors()["execution"]["pid"] != pid
+                   and sup.actors()["execution"]["state"] == "RUNNING", 20, what="a restart")
+        eventually(lambda: len(children()) > done, 20, 0.02, what="a child after the restart")
         moved = venues.balances()
         assert moved["upbit"]["KRW"]["free"] > start["upbit"]["KRW"]["free"]  # KRW went to upbit
         quiesce(sup)  # no new children: settle and compare
