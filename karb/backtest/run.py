@@ -28,14 +28,16 @@ from typing import Any, cast
 import msgspec
 
 from karb import clock
-from karb.actors.execution import ExecutionParams
 from karb.backtest.lazymarket import LazyMarketModel
+from karb.backtest.operator import unhalt_after
+from karb.backtest.params import (execution_params, hot_threshold_bps, limits_of,
+                                  strategy_params)
 from karb.backtest.rebalancing import BacktestRebalancer
 from karb.backtest.replay import ReplayMarket, first_book_ns
 from karb.backtest.results import (BacktestResults, BalancePoint, FillRecord, HaltRecord,
                                    IntentRecord, LegRecord, Role, SignalRecord)
 from karb.backtest.venue import InProcessVenue, ModelTops
-from karb.config import Config, SimConfig, convert_params
+from karb.config import Config, SimConfig
 from karb.execution.executor import Executor
 from karb.execution.journal import Journal
 from karb.execution.reconcile import Reconciler
@@ -45,8 +47,7 @@ from karb.sim.market import VENUES, MarketModel
 from karb.sim.outages import OutageSchedule
 from karb.sim.server import default_account
 from karb.trading.arb import edge_bps, size_trade
-from karb.trading.decide import Decider, Sized, StrategyParams, TopView
-from karb.trading.limits import ExecutionLimits
+from karb.trading.decide import Decider, Sized, TopView
 from karb.trading.risk import CircuitBreaker, KillSwitch
 
 log = logging.getLogger("karb.backtest")
@@ -83,38 +84,6 @@ class Options:
     # settled everything of it (live: the ``unhalt`` command after a look); None: never, a halt
     # lasts to the end of the run.
     operator_unhalt_s: float | None = 1800.0
-
-
-def strategy_params(cfg: Config) -> StrategyParams:
-    for i, spec in enumerate(cfg.actors):
-        if spec.kind == "strategy":
-            return convert_params(spec, StrategyParams, i)
-    return StrategyParams()
-
-
-def execution_params(cfg: Config) -> ExecutionParams:
-    for i, spec in enumerate(cfg.actors):
-        if spec.kind == "execution":
-            return convert_params(spec, ExecutionParams, i)
-    return ExecutionParams()
-
-
-def limits_of(p: ExecutionParams) -> ExecutionLimits:
-    return ExecutionLimits(p.max_notional_krw, p.max_inventory_krw, p.stale_after_ms,
-                           p.hedge_loss_bps, p.leg_timeout_ms, p.poll_interval_ms,
-                           settle_ms=p.settle_ms, leg_deadline_ms=p.leg_deadline_ms,
-                           max_notional_btc=p.max_notional_btc, hedge_attempts=p.hedge_attempts,
-                           hedge_retry_ms=p.hedge_retry_ms,
-                           balance_tolerance_krw=p.balance_tolerance_krw)
-
-
-def hot_threshold_bps(sim: SimConfig, sp: StrategyParams, fees: dict[str, float]) -> float:
-    """The mid gap below which no book can show a gap to us or to a competitor: the smaller of
-    the competitors' gross threshold and our edge plus both fees, less both half-spreads (each
-    at least 0.5 bps) and a 1 bps margin for ticks."""
-    ours = sp.min_edge_bps + sum(fees.values()) * 1e4
-    theirs = sim.competitors.min_edge_bps if sim.competitors.count else ours
-    return max(0.0, min(ours, theirs) - 1.0)
 
 
 class Backtest:
@@ -243,7 +212,7 @@ class Backtest:
         if self.rebalancer is not None:
             background.append(asyncio.create_task(self.rebalancer.run()))
         if self.opts.operator_unhalt_s is not None:
-            background.append(asyncio.create_task(self._operator(self.opts.operator_unhalt_s)))
+            background.append(asyncio.create_task(unhalt_after(self, self.opts.operator_unhalt_s)))
         t0 = self.t0 = time.perf_counter()
         await self._drive()
         if self.tasks:  # let intents in flight finish (each is bounded by leg_deadline_ms)
@@ -406,26 +375,6 @@ class Backtest:
             if not self.ex.open:
                 await self.ex.refresh_balances()
             self.ex.publish_position()
-
-    async def _operator(self, after_s: float) -> None:
-        """Unhalts a market ``after_s`` after its halt once nothing of it is open."""
-        while True:
-            await asyncio.sleep(60.0)
-            now = clock.time_ns()
-            for i, h in enumerate(self.halts):
-                if h.unhalted_ns or now - h.ts_ns < after_s * 1e9 or h.market not in self.ex.halted:
-                    continue
-                if any(intent.market == h.market for intent in self.ex.open.values()):
-                    continue
-                if self.journal.db.execute(
-                        "SELECT 1 FROM intents WHERE market=? AND state IN ('ACCEPTED', "
-                        "'RECONCILING') LIMIT 1", (h.market,)).fetchone():
-                    continue
-                self.ex.halted.discard(h.market)
-                self.journal.unhalt(h.market)
-                self.halts[i] = msgspec.structs.replace(h, unhalted_ns=now)
-                log.warning("operator: %s unhalted %.0f s after its halt", h.market,
-                            (now - h.ts_ns) / 1e9)
 
     async def _reconcile(self) -> None:
         while True:

@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from karb import clock
+from karb.backtest.operator import unhalt_after
 from karb.backtest.results import BacktestResults, halted_s, summarise
 from karb.backtest.run import Backtest, Options, run_backtest
 from karb.config import Config, load_config
@@ -107,7 +108,7 @@ def test_the_operator_unhalts_a_market_once_nothing_of_it_is_open(tmp_path: Path
         bt.ex.halt("KRW-XRP", "a leg unresolved by its deadline (test)")
         assert [h.market for h in bt.halts] == ["KRW-XRP"]
         bt.ex.open["i-open"] = msgspec.structs.replace(intent(), market="KRW-XRP")
-        operator = asyncio.create_task(bt._operator(300))
+        operator = asyncio.create_task(unhalt_after(bt, 300))
         await asyncio.sleep(400)  # past 300 s, but an intent of the market is open
         assert "KRW-XRP" in bt.ex.halted and bt.halts[0].unhalted_ns == 0
         del bt.ex.open["i-open"]
