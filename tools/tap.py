@@ -57,7 +57,7 @@ def format_trade(topic: str, t: TradeTick) -> str:
     """One public trade: taker side, size at price, the venue's trade id, its age on arrival."""
     lag_ms = (t.ts_init - t.ts_event) / 1e6 if t.ts_event else 0.0
     return (f"{time.strftime('%H:%M:%S')} {topic:<24} trade {t.side:<4} {t.volume:.8g} @ "
-            f"{t.price:,.8g} #{t.sequential_id} venue+{lag_ms:.0f}ms"
+            f"{t.price:,.12g} #{t.sequential_id} venue+{lag_ms:.0f}ms"
             f"{' SNAPSHOT' if t.snapshot else ''} src={t.src} seq={t.seq}")
 
 

@@ -31,7 +31,7 @@ from karb.actors.base import Actor
 from karb.messages import BusMessage, MarketStateUpdate, OrderEvent, Signal, TradeTick
 from karb.ops.execquality import ExecQualityTracker
 from karb.ops.marketstate import MarketStateRules, Verdict, Window, sample
-from karb.ops.volume import VolumeProfile
+from karb.ops.volume import TradeVolumes
 from karb.shm import VALID, TopOfBookTable, segment_path
 
 
@@ -68,18 +68,16 @@ class Monitor(Actor):
         self.windows = {m: Window(self.params.market_state) for m in cfg.markets}
         self.verdicts: dict[str, Verdict] = {}
         self.published_at: dict[str, float] = {}
-        start = time.monotonic()
-        self.volumes = {m: VolumeProfile(self.params.profile_bucket_s, self.params.profile_buckets,
-                                         start) for m in cfg.markets}
+        self.volumes = TradeVolumes(list(cfg.markets), self.params.profile_bucket_s,
+                                    self.params.profile_buckets, time.monotonic())
         self.published_bucket: dict[str, int] = {}
-        self.trades_counted = 0
         self.quality = ExecQualityTracker()
         self.legs_measured = 0
         self.spawn(self._sample_loop(), name="market-state")
 
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
         if isinstance(msg, TradeTick):
-            self.on_trade(msg, time.monotonic())
+            self.volumes.on_trade(msg, time.monotonic())
         elif isinstance(msg, Signal):
             self.quality.on_signal(msg)
         elif isinstance(msg, OrderEvent):
@@ -89,13 +87,6 @@ class Monitor(Actor):
                 q.ts_event = q.ts_init = now
                 self.legs_measured += 1
                 self.publish(topics.leg_quality(q.venue, q.market), q)
-
-    def on_trade(self, t: TradeTick, now_s: float) -> None:
-        profile = self.volumes.get(t.market)
-        if profile is None or t.snapshot:
-            return  # a market we do not watch; a snapshot is a print from before we listened
-        profile.add(t.volume, now_s)
-        self.trades_counted += 1
 
     async def _sample_loop(self) -> None:
         interval = self.params.market_state.sample_ms / 1000
@@ -118,10 +109,8 @@ class Monitor(Actor):
             verdict = self.windows[market].add(s)
             before = self.verdicts.get(market)
             self.verdicts[market] = verdict
-            volume = self.volumes[market]
-            volume.roll(now)
             if (before is None or before.state != verdict.state
-                    or self.published_bucket.get(market) != volume.index
+                    or self.published_bucket.get(market) != self.volumes.bucket(market, now)
                     or now - self.published_at.get(market, 0.0) >= self.params.republish_s):
                 self._publish(market, verdict)
                 self.published_at[market] = now
@@ -132,15 +121,14 @@ class Monitor(Actor):
     def update(self, market: str, v: Verdict, now_s: float) -> MarketStateUpdate:
         """The verdict of ``market`` with its volume figures as of ``now_s`` (monotonic)."""
         now = time.time_ns()
-        volume = self.volumes[market]
-        profile = volume.profile(now_s)
-        self.published_bucket[market] = volume.index
+        vol = self.volumes.figures(market, now_s)
+        self.published_bucket[market] = self.volumes.bucket(market, now_s)
         return MarketStateUpdate(
             market=market, state=v.state.value, volatility_bps=v.volatility_bps,
             trend_bps=v.trend_bps, efficiency=v.efficiency, range_bps=v.range_bps,
             spread_bps=v.spread_bps, depth_krw=v.depth_krw, samples=v.samples,
-            volume_profile=profile, recent_volume=round(sum(profile), 8),
-            trades=volume.trades(now_s), ts_event=now, ts_init=now)
+            volume_profile=vol.profile, recent_volume=vol.recent_volume, trades=vol.trades,
+            ts_event=now, ts_init=now)
 
     def on_subscribe(self, prefix: bytes) -> None:
         if topics.MARKET_STATE.startswith(prefix) or prefix.startswith(topics.MARKET_STATE):
@@ -152,7 +140,7 @@ class Monitor(Actor):
         for v in self.verdicts.values():
             counts[f"markets_{v.state.value}"] = counts.get(f"markets_{v.state.value}", 0.0) + 1
         return counts | {"legs_measured": float(self.legs_measured),
-                         "trades_counted": float(self.trades_counted)}
+                         "trades_counted": float(self.volumes.counted)}
 
     async def on_stop(self) -> None:
         self.table.close()

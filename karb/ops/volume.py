@@ -13,6 +13,9 @@ finished bucket. SNAPSHOT prints (the last trade before we subscribed) are not c
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
+
+from karb.messages import TradeTick
 
 
 class VolumeProfile:
@@ -53,3 +56,40 @@ class VolumeProfile:
     def trades(self, now_s: float) -> int:
         self.roll(now_s)
         return sum(self.counts)
+
+
+@dataclass(frozen=True)
+class VolumeFigures:
+    """What the verdict carries: the profile (oldest first), its sum, the prints counted."""
+
+    profile: tuple[float, ...]
+    recent_volume: float
+    trades: int
+
+
+class TradeVolumes:
+    """One :class:`VolumeProfile` per market, fed with the bus's TradeTicks of every venue."""
+
+    def __init__(self, markets: list[str], bucket_s: float, buckets: int, start_s: float) -> None:
+        self.profiles = {m: VolumeProfile(bucket_s, buckets, start_s) for m in markets}
+        self.counted = 0
+
+    def on_trade(self, t: TradeTick, now_s: float) -> bool:
+        """Count one print; False for a market we do not watch or a SNAPSHOT print."""
+        profile = self.profiles.get(t.market)
+        if profile is None or t.snapshot:
+            return False
+        profile.add(t.volume, now_s)
+        self.counted += 1
+        return True
+
+    def bucket(self, market: str, now_s: float) -> int:
+        """The index of the bucket filling now (changes when one closes)."""
+        profile = self.profiles[market]
+        profile.roll(now_s)
+        return profile.index
+
+    def figures(self, market: str, now_s: float) -> VolumeFigures:
+        profile = self.profiles[market]
+        shape = profile.profile(now_s)
+        return VolumeFigures(shape, round(sum(shape), 8), profile.trades(now_s))
