@@ -37,9 +37,9 @@ from karb.exchanges.credentials import resolve
 from karb.exchanges.private_stream import PrivateOrderStream
 from karb.exchanges.registry import make_client
 from karb.execution.algos import AlgoOrder, MarketView, make_algo
-from karb.execution.algos.optimizer import AlgoOptimizer
+from karb.execution.algos.optimizer import AlgoOptimizer, size_basis
 from karb.execution.algos.runner import AlgoRunner, new_algo_id
-from karb.execution.algos.schedules import profile_usable, slice_count
+from karb.execution.algos.schedules import slice_count
 from karb.execution.executor import Executor
 from karb.execution.journal import Journal
 from karb.execution.reconcile import Reconciler
@@ -218,20 +218,17 @@ class Execution(Actor):
                           urgency=urgency, display_volume=volume / 5)
         if name == "auto":
             # Size against the recent traded volume of both venues (the monitor's, from the
-            # trade streams). Before the monitor has any (no monitor, no trade stream, or no
-            # print yet), top-of-book depth stands in, so "large" means "more than the top
-            # levels hold".
+            # trade streams); top-of-book depth before there is any.
             m = self.mstate.get(market)
-            if m is not None and m.recent_volume > 0:
-                recent = m.recent_volume
-            else:
-                quote = self.tops.quote(venue, market)
-                recent = (quote.bid_size + quote.ask_size) if quote else 0.0
-            has_profile = view is not None and profile_usable(view.volume_profile,
-                                                              slice_count(order))
-            choice = self.optimizer.choose(view.state if view else "normal", volume, recent,
-                                           urgency, has_profile=has_profile)
-            name, why = choice.algo, f"{choice.source}: {choice.reason}"
+            quote = self.tops.quote(venue, market)
+            basis = size_basis(m.recent_volume if m else 0.0,
+                               tuple(m.volume_profile) if m else (),
+                               (quote.bid_size + quote.ask_size) if quote else 0.0,
+                               slice_count(order))
+            choice = self.optimizer.choose(view.state if view else "normal", volume,
+                                           basis.recent_volume, urgency,
+                                           has_profile=basis.has_profile)
+            name, why = choice.algo, f"{choice.source}: {choice.reason} ({basis.source})"
         else:
             why = "asked for"
         algo = make_algo(name)  # ValueError names the known ones

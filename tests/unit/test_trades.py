@@ -22,6 +22,7 @@ from karb.exchanges.types import PublicTrade
 from karb.exchanges.upbit.ws import UpbitBookProtocol
 from karb.exchanges.v1api.ws import parse_orderbook, parse_public
 from karb.execution.algos import AlgoOrder, MarketView, Progress
+from karb.execution.algos.optimizer import AlgoOptimizer, size_basis
 from karb.execution.algos.schedules import Child, Vwap, profile_weights
 from karb.messages import MarketStateUpdate, TradeTick
 from karb.ops.volume import TradeVolumes, VolumeProfile
@@ -176,3 +177,18 @@ def test_tap_prints_one_readable_line_per_trade() -> None:
     assert "trade.upbit.KRW-BTC" in line and "sell 0.0027 @ 148,520,000 #42 venue+12ms" in line
     assert "\n" not in line
     assert tap.message_fields(got)["type"] == "trade"
+
+
+def test_auto_weighs_size_against_the_monitors_recent_volume_depth_before() -> None:
+    opt = AlgoOptimizer()
+    before = size_basis(0.0, (), top_depth=10.0, slices=4)  # no monitor figures yet
+    assert (before.recent_volume, before.source, before.has_profile) == (10.0, "depth", False)
+    assert opt.choose("normal", 5.0, before.recent_volume, 0.3, before.has_profile).algo == "twap"
+    profile = (10.0, 30.0, 0.0, 60.0)
+    basis = size_basis(100.0, profile, top_depth=10.0, slices=4)
+    assert (basis.recent_volume, basis.source, basis.has_profile) == (100.0, "trades", True)
+    # 5 of 100 traded: between small and large → twap; 30 of 100 → vwap along the profile
+    assert opt.choose("normal", 5.0, basis.recent_volume, 0.3, basis.has_profile).algo == "twap"
+    assert opt.choose("normal", 30.0, basis.recent_volume, 0.3, basis.has_profile).algo == "vwap"
+    short = size_basis(100.0, profile, top_depth=10.0, slices=12)  # profile shorter than slices
+    assert short.has_profile is False
