@@ -102,6 +102,26 @@ class BookUpdate(Msg, tag="md"):
     recv_mono: int = 0
 
 
+class TradeTick(Msg, tag="trade"):
+    """``trade.<venue>.<market>``: one print on the venue's public trade stream, from a feed.
+
+    ``ts_event`` is the venue's trade time (``trade_timestamp``), ``ts_init`` our receipt.
+    ``side`` is the taker's: ``buy`` (a buyer lifted the ask) or ``sell`` (a seller hit the
+    bid). ``sequential_id`` is the venue's trade number (unique, not ordered; the feed drops
+    repeats; ``seq`` is the envelope's, per publisher). ``snapshot``: sent as the
+    subscription's SNAPSHOT, i.e. the venue's last trade before we subscribed (or
+    reconnected), not one seen happening."""
+
+    venue: str
+    market: str
+    price: float
+    volume: float
+    side: Literal["buy", "sell"]
+    sequential_id: int
+    snapshot: bool = False
+    recv_mono: int = 0
+
+
 class TopOfBookUpdate(Msg, tag="tob"):
     """``tob.<venue>.<market>``: the top changed (also in shared memory)."""
 
@@ -251,6 +271,12 @@ class MarketStateUpdate(Msg, tag="mstate"):
     spread_bps: float  # median spread, worst venue
     depth_krw: float  # median top-of-book depth (min of bid and ask side), thinnest venue
     samples: int
+    # From the public trade streams (karb.ops.volume), both venues summed, in coin: traded
+    # volume per ``profile_bucket_s`` bucket, oldest first, finished buckets only (vwap's
+    # profile), and their sum. Empty / 0 without trade streams (and in older recordings).
+    volume_profile: tuple[float, ...] = ()
+    recent_volume: float = 0.0
+    trades: int = 0  # prints counted in the profile's span
 
 
 class LegQuality(Msg, tag="xq"):
@@ -273,7 +299,7 @@ class LegQuality(Msg, tag="xq"):
 
 
 BusMessage = (Heartbeat | Probe | ProbeReport | ControlRequest | ControlReply | BookUpdate
-              | TopOfBookUpdate | DepthUpdate | Signal | Intent | IntentAck | OrderEvent
+              | TradeTick | TopOfBookUpdate | DepthUpdate | Signal | Intent | IntentAck | OrderEvent
               | FillEvent | Position | Alert | MarketStateUpdate | LegQuality)
 
 ENCODER = msgspec.msgpack.Encoder()

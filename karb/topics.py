@@ -38,6 +38,11 @@ def market_data(venue: str, market: str) -> bytes:
     return _topic("md", venue, market)
 
 
+def trade(venue: str, market: str) -> bytes:
+    """``trade.<venue>.<market>``: the venue's public trades (TradeTick), from its feed."""
+    return _topic("trade", venue, market)
+
+
 def top_of_book(venue: str, market: str) -> bytes:
     return _topic("tob", venue, market)
 
@@ -71,6 +76,7 @@ def leg_quality(venue: str, market: str) -> bytes:
 POSITION = b"pos"
 ALERT = b"alert"
 MARKET_DATA = b"md."
+TRADE = b"trade."
 TOP_OF_BOOK = b"tob."
 DEPTH = b"depth."
 ORDER = b"ord."

@@ -4,6 +4,7 @@
     python tools/tap.py configs/sim.yaml                      every message, one line each
     python tools/tap.py configs/sim.yaml --topic hb. --json   heartbeats as JSON lines
     python tools/tap.py configs/sim.yaml --stats --duration 10
+    python tools/tap.py configs/sim.yaml --trades             the venues' public trades
     python tools/tap.py configs/sim.yaml --shm                the shared-memory top of book
     python tools/tap.py configs/sim.yaml --rebal              the rebalancer: targets, skew,
                                                               transfers in flight
@@ -32,7 +33,8 @@ import zmq
 
 from karb import bus
 from karb.config import Config, ConfigError, load_config
-from karb.messages import BusMessage
+from karb import topics
+from karb.messages import BusMessage, TradeTick
 from karb.supervision.rundir import supervisor_running
 from karb.shm import CROSSED, STALE, VALID, ShmError, TopOfBookTable, segment_path
 
@@ -51,7 +53,17 @@ def message_fields(msg: BusMessage) -> dict[str, Any]:
     return {"type": type(msg).__struct_config__.tag, **msgspec.to_builtins(fields)}
 
 
+def format_trade(topic: str, t: TradeTick) -> str:
+    """One public trade: taker side, size at price, the venue's trade id, its age on arrival."""
+    lag_ms = (t.ts_init - t.ts_event) / 1e6 if t.ts_event else 0.0
+    return (f"{time.strftime('%H:%M:%S')} {topic:<24} trade {t.side:<4} {t.volume:.8g} @ "
+            f"{t.price:,.12g} #{t.sequential_id} venue+{lag_ms:.0f}ms"
+            f"{' SNAPSHOT' if t.snapshot else ''} src={t.src} seq={t.seq}")
+
+
 def format_line(topic: str, msg: BusMessage) -> str:
+    if isinstance(msg, TradeTick):
+        return format_trade(topic, msg)
     fields = message_fields(msg)
     head = f"{time.strftime('%H:%M:%S')} {topic:<24} {fields.pop('type')}"
     envelope = f"src={fields.pop('src')} inc={fields.pop('inc')} seq={fields.pop('seq')}"
@@ -65,7 +77,8 @@ def sniff(config: Config, args: argparse.Namespace) -> int:
     ctx = zmq.Context()
     sub = bus.Subscriber(ctx, config.bus, lambda topic, msg: None)
     sub.connect(bus.pub_endpoint(config, a.name) for a in config.actors)
-    sub.subscribe([t.encode() for t in args.topic] or [b""])
+    prefixes = [t.encode() for t in args.topic] + ([topics.TRADE] if args.trades else [])
+    sub.subscribe(prefixes or [b""])
     stats: dict[str, TopicStats] = defaultdict(TopicStats)
     deadline = time.monotonic() + args.duration if args.duration else None
     seen = 0
@@ -225,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config")
     parser.add_argument("--topic", action="append", default=[],
                         help="topic prefix to show (repeatable; default: everything)")
+    parser.add_argument("--trades", action="store_true",
+                        help="the venues' public trades (same as --topic trade.)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--count", type=int, help="stop after N messages")
     parser.add_argument("--duration", type=float, help="stop after S seconds")

@@ -37,8 +37,9 @@ from karb.exchanges.credentials import resolve
 from karb.exchanges.private_stream import PrivateOrderStream
 from karb.exchanges.registry import make_client
 from karb.execution.algos import AlgoOrder, MarketView, make_algo
-from karb.execution.algos.optimizer import AlgoOptimizer
+from karb.execution.algos.optimizer import AlgoOptimizer, size_basis
 from karb.execution.algos.runner import AlgoRunner, new_algo_id
+from karb.execution.algos.schedules import slice_count
 from karb.execution.executor import Executor
 from karb.execution.journal import Journal
 from karb.execution.reconcile import Reconciler
@@ -131,7 +132,7 @@ class Execution(Actor):
             KillSwitch(cfg.run_dir / "KILL"), list(cfg.markets), self._private_streams())
         self.reconciler = Reconciler(self.executor)
         self.running: set[asyncio.Task[None]] = set()
-        self.mstate: dict[str, str] = {}
+        self.mstate: dict[str, MarketStateUpdate] = {}
         self.tops = ShmTops(self.table, [v.name for v in cfg.venues], list(cfg.markets))
         self.algos = AlgoRunner(self.executor.legs, self.journal, self._view,
                                 child_deadline_s=p.leg_deadline_ms / 1000,
@@ -183,13 +184,16 @@ class Execution(Actor):
         if isinstance(msg, DepthUpdate):
             self.depth[(msg.venue, msg.market)] = msg
         elif isinstance(msg, MarketStateUpdate):
-            self.mstate[msg.market] = msg.state
+            self.mstate[msg.market] = msg
 
     def _view(self, venue: str, market: str) -> MarketView | None:
         quote = self.tops.quote(venue, market)
         if quote is None:
             return None
-        return MarketView(quote.bid, quote.ask, self.mstate.get(market, "normal"))
+        m = self.mstate.get(market)
+        if m is None:
+            return MarketView(quote.bid, quote.ask)
+        return MarketView(quote.bid, quote.ask, m.state, volume_profile=tuple(m.volume_profile))
 
     def _start_algo(self, args: list[str]) -> str:
         """``algo NAME|auto VENUE MARKET SIDE VOLUME LIMIT [HORIZON_S [URGENCY]]``."""
@@ -210,19 +214,24 @@ class Execution(Actor):
         if ex.kill.engaged() or market in ex.halted or ex.balance_hold:
             raise ValueError("not now: kill switch, halt or balance hold")
         view = self._view(venue, market)
+        order = AlgoOrder(venue, market, side, volume, limit, horizon_s=horizon,  # type: ignore[arg-type]  # side checked above
+                          urgency=urgency, display_volume=volume / 5)
         if name == "auto":
-            # Recent volume is not on the bus yet (feeds publish books): top-of-book depth
-            # stands in for it, so "large" means "more than the top levels hold".
+            # Size against the recent traded volume of both venues (the monitor's, from the
+            # trade streams); top-of-book depth before there is any.
+            m = self.mstate.get(market)
             quote = self.tops.quote(venue, market)
-            depth = (quote.bid_size + quote.ask_size) if quote else 0.0
-            choice = self.optimizer.choose(view.state if view else "normal", volume, depth,
-                                           urgency, has_profile=False)
-            name, why = choice.algo, f"{choice.source}: {choice.reason}"
+            basis = size_basis(m.recent_volume if m else 0.0,
+                               tuple(m.volume_profile) if m else (),
+                               (quote.bid_size + quote.ask_size) if quote else 0.0,
+                               slice_count(order))
+            choice = self.optimizer.choose(view.state if view else "normal", volume,
+                                           basis.recent_volume, urgency,
+                                           has_profile=basis.has_profile)
+            name, why = choice.algo, f"{choice.source}: {choice.reason} ({basis.source})"
         else:
             why = "asked for"
         algo = make_algo(name)  # ValueError names the known ones
-        order = AlgoOrder(venue, market, side, volume, limit, horizon_s=horizon,  # type: ignore[arg-type]  # side checked above
-                          urgency=urgency, display_volume=volume / 5)
         algo_id = new_algo_id()
 
         async def run() -> None:

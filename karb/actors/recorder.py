@@ -26,12 +26,12 @@ from karb.actors.base import Actor
 from karb.messages import BusMessage, encode
 from karb.recording import RecordWriter
 
-Family = Literal["md", "sig", "ord", "fill", "pos", "tob", "depth", "alert"]
+Family = Literal["md", "sig", "ord", "fill", "pos", "tob", "depth", "alert", "trade"]
 
 PREFIXES: dict[str, bytes] = {
     "md": topics.MARKET_DATA, "sig": topics.SIGNAL, "ord": topics.ORDER, "fill": topics.FILL,
     "pos": topics.POSITION, "tob": topics.TOP_OF_BOOK, "depth": topics.DEPTH,
-    "alert": topics.ALERT,
+    "alert": topics.ALERT, "trade": topics.TRADE,
 }
 
 

@@ -10,7 +10,7 @@ from karb.exchanges.client import VenueClient
 from karb.exchanges.credentials import resolve
 from karb.exchanges.upbit.rest import UpbitClient
 from karb.exchanges.upbit.ws import UpbitBookProtocol
-from karb.exchanges.wsstream import BookHandler, BookProtocol, BookStream
+from karb.exchanges.wsstream import BookHandler, BookProtocol, BookStream, TradeHandler
 
 
 def make_client(config: Config, venue: VenueConfig, with_keys: bool = True) -> VenueClient:
@@ -19,15 +19,22 @@ def make_client(config: Config, venue: VenueConfig, with_keys: bool = True) -> V
     return cls(venue.rest_url, creds, venue.request_timeout_ms, venue.order_timeout_ms)
 
 
-def book_protocol(venue: VenueConfig, depth: int = 30) -> BookProtocol:
+def book_protocol(venue: VenueConfig, depth: int = 30, trades: bool = False) -> BookProtocol:
+    """The venue's public stream; ``trades`` adds the public trade type to its subscription
+    (Bithumb's legacy pubwss feed has none we use: its ``transaction`` prints carry no trade
+    id to deduplicate by, so it streams books only)."""
     if venue.name == "upbit":
-        return UpbitBookProtocol(depth=depth)
+        return UpbitBookProtocol(depth=depth, trades=trades)
     if venue.api == "legacy":
         return LegacyBookProtocol(venue.rest_url)
-    return BithumbBookProtocol()
+    return BithumbBookProtocol(trades=trades)
+
+
+def trades_supported(venue: VenueConfig) -> bool:
+    return venue.name == "upbit" or venue.api != "legacy"
 
 
 def make_book_stream(venue: VenueConfig, markets: list[str], on_book: BookHandler,
-                     depth: int = 30) -> BookStream:
-    return BookStream(book_protocol(venue, depth), venue.ws_url, markets, on_book,
-                      stale_after_ms=venue.stale_after_ms)
+                     depth: int = 30, on_trade: TradeHandler | None = None) -> BookStream:
+    return BookStream(book_protocol(venue, depth, trades=on_trade is not None), venue.ws_url,
+                      markets, on_book, stale_after_ms=venue.stale_after_ms, on_trade=on_trade)

@@ -57,6 +57,23 @@ class OrderBook(msgspec.Struct, frozen=True, gc=False):
     ts_init: int
 
 
+class PublicTrade(msgspec.Struct, frozen=True, gc=False):
+    """One print on the venue's public trade stream. ``side`` is the taker's (the venue's
+    ``ask_bid``: ASK = a seller hit the bid → ``sell``); ``seq`` the venue's ``sequential_id``
+    (unique per trade, but not in order, so duplicates are found by set, not by max);
+    ``snapshot``: the frame was the subscription's SNAPSHOT (the last trade before we asked)."""
+
+    venue: str
+    market: str
+    price: float
+    volume: float
+    side: Side
+    seq: int
+    ts_event: int
+    ts_init: int
+    snapshot: bool = False
+
+
 class Balance(msgspec.Struct, frozen=True, gc=False):
     currency: str
     free: float

@@ -1,5 +1,6 @@
 """A venue order-book stream that stays up: connect, subscribe to the full list, keep alive,
-reconnect when the venue goes silent or away.
+reconnect when the venue goes silent or away. Public trades, where the protocol subscribes to
+them, come through the same connection to ``on_trade``.
 
 - Every (re)connect sends the whole subscription (a new request replaces the old one).
 - Keepalive: text ``PING`` every ``ping_interval_s`` (≤ 30 s: the venues close idle sockets
@@ -18,18 +19,19 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 import msgspec
 
-from karb.exchanges.types import OrderBook
+from karb.exchanges.types import OrderBook, PublicTrade
 from karb.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 BookHandler = Callable[[OrderBook], None]
+TradeHandler = Callable[[PublicTrade], None]
 
 
 class Resync(Exception):
@@ -41,6 +43,7 @@ class StreamStats:
     connects: int = 0
     frames: int = 0
     books: int = 0
+    trades: int = 0
     malformed: int = 0
     stale_reconnects: int = 0
     resyncs: int = 0
@@ -61,20 +64,22 @@ class BookProtocol(ABC):
         """After subscribing (the legacy feed loads REST snapshots here); nothing by default."""
 
     @abstractmethod
-    def parse(self, data: bytes, ts_init: int) -> list[OrderBook]:
-        """Books in one frame; [] for frames that are not books. Raises ValueError or
-        msgspec.DecodeError when malformed, Resync when state cannot be trusted."""
+    def parse(self, data: bytes, ts_init: int) -> Sequence[OrderBook | PublicTrade]:
+        """Books (and trades, if subscribed) in one frame; [] for frames of other types.
+        Raises ValueError or msgspec.DecodeError when malformed, Resync when state cannot be
+        trusted."""
 
 
 class BookStream:
     def __init__(self, protocol: BookProtocol, url: str, markets: list[str], on_book: BookHandler,
                  stale_after_ms: int = 5000, ping_interval_s: float = 20.0,
                  backoff_initial_s: float = 0.25, backoff_max_s: float = 10.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, on_trade: TradeHandler | None = None) -> None:
         self.protocol = protocol
         self.url = url
         self.markets = list(markets)
         self.on_book = on_book
+        self.on_trade = on_trade
         self.stale_after_s = stale_after_ms / 1000
         self.ping_interval_s = min(ping_interval_s, 30.0)
         self.backoff_initial_s = max(backoff_initial_s, 0.25)
@@ -148,8 +153,13 @@ class BookStream:
                     log.warning("%s stream: malformed frame skipped (%d so far): %.120s",
                                 self.protocol.venue, self.stats.malformed, exc)
                     continue
-                for book in books:
-                    self._emit(book)
+                for item in books:
+                    if isinstance(item, OrderBook):
+                        self._emit(item)
+                    else:
+                        self.stats.trades += 1
+                        if self.on_trade is not None:
+                            self.on_trade(item)
             elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                               aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 log.info("%s stream: closed by the venue (%s)", self.protocol.venue, msg.extra or msg.data)

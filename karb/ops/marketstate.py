@@ -19,6 +19,10 @@ rules, checked in this order (the first that holds wins):
 5. **normal** — anything else, including too few samples to say (``samples`` tells which).
 
 The mid of a market is the mean of the venues' mids (both venues quote the same coin in KRW).
+The rules use the books only. The public trade streams add the volume figures published with
+the verdict (``volume_profile``: traded volume per ``profile_bucket_s`` bucket, both venues,
+the last ``profile_buckets`` finished buckets; ``recent_volume``: their sum; ``trades``: the
+prints counted), kept by the monitor (:mod:`karb.ops.volume`); they do not change the state.
 The rebalancer (issue 12) reads the verdict from ``mstate.<market>`` to pick an algorithm.
 """
 

@@ -4,6 +4,12 @@
   memory, adds a sample to that market's window and publishes the verdict on
   ``mstate.<market>`` (rules: :mod:`karb.ops.marketstate`), on a change at once and otherwise
   every ``republish_s``; a late subscriber gets every market's verdict at once.
+- Volume: it listens to the feeds' public trades (``trade.*``) and keeps per market the traded
+  volume of both venues in ``profile_bucket_s`` buckets, the last ``profile_buckets`` of them
+  (:mod:`karb.ops.volume`); the verdict carries that profile and its sum (``volume_profile``,
+  ``recent_volume``, ``trades``) and is also republished each time a bucket closes, so vwap
+  and the optimizer read a profile at most one bucket old. Without trade streams (feeds with
+  ``trades: false``, Bithumb legacy) the profile stays empty and they fall back.
 - Execution quality: it listens to the strategy's ``sig.*`` and execution's ``ord.*`` and
   publishes one ``xq.<venue>.<market>`` per leg that reaches a final state
   (:mod:`karb.ops.execquality`).
@@ -22,15 +28,25 @@ import msgspec
 
 from karb import topics
 from karb.actors.base import Actor
-from karb.messages import BusMessage, MarketStateUpdate, OrderEvent, Signal
+from karb.messages import BusMessage, MarketStateUpdate, OrderEvent, Signal, TradeTick
 from karb.ops.execquality import ExecQualityTracker
 from karb.ops.marketstate import MarketStateRules, Verdict, Window, sample
+from karb.ops.volume import TradeVolumes
 from karb.shm import VALID, TopOfBookTable, segment_path
 
 
 class MonitorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     market_state: MarketStateRules = msgspec.field(default_factory=MarketStateRules)
     republish_s: float = 10.0
+    # Volume profile from the trade streams: buckets of profile_bucket_s, the last
+    # profile_buckets of them. vwap weighs its slices by the last n buckets, so a bucket is
+    # best one slice long (AlgoOrder.slice_s, 5 s) and the span one horizon (60 s).
+    profile_bucket_s: float = 5.0
+    profile_buckets: int = 12
+
+    def __post_init__(self) -> None:
+        if self.profile_bucket_s <= 0 or self.profile_buckets < 1:
+            raise ValueError("profile_bucket_s must be > 0 and profile_buckets at least 1")
 
 
 class Monitor(Actor):
@@ -42,6 +58,8 @@ class Monitor(Actor):
                 yield spec.name, topics.SIGNAL
             elif spec.kind == "execution":
                 yield spec.name, topics.ORDER
+            elif spec.kind == "feed":
+                yield spec.name, topics.TRADE
 
     async def on_start(self) -> None:
         cfg = self.config
@@ -50,12 +68,17 @@ class Monitor(Actor):
         self.windows = {m: Window(self.params.market_state) for m in cfg.markets}
         self.verdicts: dict[str, Verdict] = {}
         self.published_at: dict[str, float] = {}
+        self.volumes = TradeVolumes(list(cfg.markets), self.params.profile_bucket_s,
+                                    self.params.profile_buckets, time.monotonic())
+        self.published_bucket: dict[str, int] = {}
         self.quality = ExecQualityTracker()
         self.legs_measured = 0
         self.spawn(self._sample_loop(), name="market-state")
 
     def on_message(self, topic: bytes, msg: BusMessage) -> None:
-        if isinstance(msg, Signal):
+        if isinstance(msg, TradeTick):
+            self.volumes.on_trade(msg, time.monotonic())
+        elif isinstance(msg, Signal):
             self.quality.on_signal(msg)
         elif isinstance(msg, OrderEvent):
             q = self.quality.on_order(msg, time.monotonic_ns())
@@ -87,17 +110,25 @@ class Monitor(Actor):
             before = self.verdicts.get(market)
             self.verdicts[market] = verdict
             if (before is None or before.state != verdict.state
+                    or self.published_bucket.get(market) != self.volumes.bucket(market, now)
                     or now - self.published_at.get(market, 0.0) >= self.params.republish_s):
                 self._publish(market, verdict)
                 self.published_at[market] = now
 
     def _publish(self, market: str, v: Verdict) -> None:
+        self.publish(topics.market_state(market), self.update(market, v, time.monotonic()))
+
+    def update(self, market: str, v: Verdict, now_s: float) -> MarketStateUpdate:
+        """The verdict of ``market`` with its volume figures as of ``now_s`` (monotonic)."""
         now = time.time_ns()
-        self.publish(topics.market_state(market), MarketStateUpdate(
+        vol = self.volumes.figures(market, now_s)
+        self.published_bucket[market] = self.volumes.bucket(market, now_s)
+        return MarketStateUpdate(
             market=market, state=v.state.value, volatility_bps=v.volatility_bps,
             trend_bps=v.trend_bps, efficiency=v.efficiency, range_bps=v.range_bps,
-            spread_bps=v.spread_bps, depth_krw=v.depth_krw, samples=v.samples, ts_event=now,
-            ts_init=now))
+            spread_bps=v.spread_bps, depth_krw=v.depth_krw, samples=v.samples,
+            volume_profile=vol.profile, recent_volume=vol.recent_volume, trades=vol.trades,
+            ts_event=now, ts_init=now)
 
     def on_subscribe(self, prefix: bytes) -> None:
         if topics.MARKET_STATE.startswith(prefix) or prefix.startswith(topics.MARKET_STATE):
@@ -108,7 +139,8 @@ class Monitor(Actor):
         counts: dict[str, float] = {}
         for v in self.verdicts.values():
             counts[f"markets_{v.state.value}"] = counts.get(f"markets_{v.state.value}", 0.0) + 1
-        return counts | {"legs_measured": float(self.legs_measured)}
+        return counts | {"legs_measured": float(self.legs_measured),
+                         "trades_counted": float(self.volumes.counted)}
 
     async def on_stop(self) -> None:
         self.table.close()

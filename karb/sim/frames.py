@@ -37,9 +37,15 @@ SIMPLE_KEYS = {
 }
 
 
+# Where one type abbreviates a key its own way: the trade stream's ``trade_date`` is ``td``
+# (yyyy-MM-dd), the ticker's ``tdt`` (yyyyMMdd) (Upbit's websocket-trade / -ticker tables).
+SIMPLE_KEYS_BY_TYPE = {"trade": SIMPLE_KEYS | {"trade_date": "td"}}
+
+
 def simple(value: Any) -> Any:
     if isinstance(value, dict):
-        return {SIMPLE_KEYS.get(k, k): simple(v) for k, v in value.items()}
+        keys = SIMPLE_KEYS_BY_TYPE.get(str(value.get("type")), SIMPLE_KEYS)
+        return {keys.get(k, k): simple(v) for k, v in value.items()}
     if isinstance(value, list):
         return [simple(v) for v in value]
     return value

@@ -13,6 +13,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -28,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from karb.shm import TopOfBookTable, segment_path
 from tests.process.pipeline import Venues, pipeline_config
-from tests.support import SupervisorProc, eventually, short_tmp_dir
+from tests.support import REPO, SupervisorProc, eventually, short_tmp_dir
 
 TOKEN = "dashboard-test-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -100,7 +101,8 @@ def run() -> Iterator[Run]:
                                    "url": f"http://127.0.0.1:{hook.server_address[1]}/hook"}]}})
     cfg = yaml.safe_load(path.read_text())
     cfg["actors"].append({"name": "monitor", "kind": "monitor",
-                          "params": {"market_state": {"sample_ms": 200, "min_samples": 5}}})
+                          "params": {"market_state": {"sample_ms": 200, "min_samples": 5},
+                                     "profile_bucket_s": 0.5, "profile_buckets": 6}})
     path.write_text(yaml.safe_dump(cfg))
     env = {"NOTIFY_SOCKET": str(workdir / "notify.sock"), "WATCHDOG_USEC": "400000",
            "KARB_DASHBOARD_TOKEN": TOKEN}
@@ -184,6 +186,23 @@ def test_metrics_parse_and_move_while_trading(run: Run) -> None:
                          capture_output=True, timeout=20)
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
     print("promtool check metrics: ok", (out.stdout + out.stderr).decode().strip())
+
+
+def tap(run: Run, *args: str) -> list[str]:
+    out = subprocess.run([sys.executable, "tools/tap.py", str(run.sup.config), *args], cwd=REPO,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_trades_reach_the_bus_and_the_monitors_volume_profile(run: Run) -> None:
+    lines = tap(run, "--trades", "--count", "3")  # the feeds' trade.<venue>.<market>
+    assert len(lines) == 3 and all(" trade." in x and " @ " in x for x in lines), lines
+    states = [json.loads(x) for x in tap(run, "--topic", "mstate.", "--json", "--duration", "2")]
+    assert states and all(len(m["volume_profile"]) <= 6 for m in states)
+    # one bucket closes every 0.5 s: a full profile with prints of both venues in it
+    assert any(len(m["volume_profile"]) == 6 and m["recent_volume"] > 0 and m["trades"] > 0
+               for m in states), states[-2:]
 
 
 def post_control(run: Run, body: dict[str, Any], token: str | None) -> tuple[int, dict[str, Any]]:

@@ -85,6 +85,32 @@ class V1WsOrderbookSimple(msgspec.Struct, gc=False,
     orderbook_units: list[V1SimpleUnit]
 
 
+# WebSocket public trade (both venues' /websocket/v1), DEFAULT and SIMPLE keys: only what we use.
+class V1WsTrade(msgspec.Struct, gc=False):
+    type: str
+    code: str
+    trade_price: float
+    trade_volume: float
+    ask_bid: str
+    trade_timestamp: int
+    sequential_id: int
+    stream_type: str = "REALTIME"
+
+
+class V1WsTradeSimple(msgspec.Struct, gc=False,
+                      rename={"type": "ty", "code": "cd", "trade_price": "tp", "trade_volume": "tv",
+                              "ask_bid": "ab", "trade_timestamp": "ttms", "sequential_id": "sid",
+                              "stream_type": "st"}):
+    type: str
+    code: str
+    trade_price: float
+    trade_volume: float
+    ask_bid: str
+    trade_timestamp: int
+    sequential_id: int
+    stream_type: str = "REALTIME"
+
+
 class V1Chance(msgspec.Struct, gc=False):
     bid_fee: str
     ask_fee: str

@@ -23,6 +23,10 @@ Exploring: with ``explore_every`` = n > 0, every n-th choice in a state goes to 
 algorithm with the fewest results in that state (ties: the order of ``ALGOS``). Without it the
 optimizer only ever measures what its rules or its first measurements picked, and the
 alternatives' cost in each state stays unknown.
+
+Recent volume is the market-state monitor's ``recent_volume`` (both venues' trades over its
+profile's span); before it has any (no monitor, no trade stream, no print yet) the top-of-book
+depth stands in (:func:`size_basis`), so "large" means "more than the top levels hold".
 """
 
 from __future__ import annotations
@@ -34,9 +38,27 @@ from typing import Protocol
 import msgspec
 
 from karb.execution.algos.base import AlgoName
-from karb.execution.algos.schedules import ALGOS
+from karb.execution.algos.schedules import ALGOS, profile_usable
 
 SLOW: frozenset[str] = frozenset({"limit", "iceberg"})
+
+
+@dataclass(frozen=True)
+class SizeBasis:
+    """What an order's size is weighed against, and whether vwap has a profile to follow."""
+
+    recent_volume: float
+    source: str  # trades | depth
+    has_profile: bool
+
+
+def size_basis(recent_volume: float, profile: tuple[float, ...], top_depth: float,
+               slices: int) -> SizeBasis:
+    """The monitor's recent volume when it has one, the top-of-book depth before; a profile
+    counts when it covers the order's ``slices`` (else vwap would slice evenly anyway)."""
+    if recent_volume > 0:
+        return SizeBasis(recent_volume, "trades", profile_usable(profile, slices))
+    return SizeBasis(top_depth, "depth", False)
 
 
 class OptimizerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -35,7 +35,8 @@ def _price(order: AlgoOrder, view: MarketView | None, cross_bps: float) -> float
     return max(order.limit_price, view.bid * (1 - cross_bps / 1e4))
 
 
-def _slices(order: AlgoOrder) -> int:
+def slice_count(order: AlgoOrder) -> int:
+    """How many slices twap, vwap and adaptive cut the order into."""
     return order.slices or max(1, round(order.horizon_s / order.slice_s))
 
 
@@ -96,12 +97,18 @@ class Twap:
     name: AlgoName = "twap"
 
     def next(self, order: AlgoOrder, p: Progress, now_s: float, view: MarketView | None) -> Decision:
-        return _sliced(order, p, now_s, [1.0] * _slices(order), order.cross_bps, view)
+        return _sliced(order, p, now_s, [1.0] * slice_count(order), order.cross_bps, view)
+
+
+def profile_usable(profile: tuple[float, ...], n: int) -> bool:
+    """Does the observed profile cover ``n`` slices, with some volume in them?"""
+    return len(profile) >= n and sum(profile[-n:]) > 0
 
 
 def profile_weights(profile: tuple[float, ...], n: int) -> list[float]:
-    """The last ``n`` buckets of the observed profile as slice weights (even if too short)."""
-    if len(profile) < n or sum(profile[-n:]) <= 0:
+    """The last ``n`` buckets of the observed profile (the market-state monitor's
+    ``volume_profile``, oldest first) as slice weights; even weights if too short or empty."""
+    if not profile_usable(profile, n):
         return [1.0] * n
     return [max(0.0, w) for w in profile[-n:]]
 
@@ -111,7 +118,7 @@ class Vwap:
     name: AlgoName = "vwap"
 
     def next(self, order: AlgoOrder, p: Progress, now_s: float, view: MarketView | None) -> Decision:
-        n = _slices(order)
+        n = slice_count(order)
         weights = profile_weights(view.volume_profile if view else (), n)
         return _sliced(order, p, now_s, weights, order.cross_bps, view)
 
@@ -152,7 +159,7 @@ class Adaptive:
         state = view.state if view else "normal"
         cross = self.aggression(order, p, now_s, state)
         size = 0.5 if state == "illiquid" else 1.0
-        return _sliced(order, p, now_s, [1.0] * _slices(order), cross, view, size)
+        return _sliced(order, p, now_s, [1.0] * slice_count(order), cross, view, size)
 
 
 ALGOS: dict[str, type] = {"market": Market, "limit": Limit, "twap": Twap, "vwap": Vwap,
