@@ -27,7 +27,7 @@ from karb.actors.base import Actor
 from karb.config import Config, ConfigError
 from karb.exchanges.credentials import resolve
 from karb.exchanges.transfers import TransferClient
-from karb.execution.algos.pair import ChildFill, child_fill
+from karb.execution.algos.pair import ChildFill, MarketNow, child_fill
 from karb.execution.rebalance import TransferManager
 from karb.execution.rebalance_policy import Balances, RebalancePolicy, RebalancerParams
 from karb.execution.tops import Quote, ShmTops
@@ -69,7 +69,7 @@ class Rebalancer(Actor):
         self.manager = TransferManager(self.journal, self.clients, cfg.rebalance, self._alert,
                                        self.params.settle_s)
         self.position: Position | None = None
-        self.mstate: dict[str, str] = {}
+        self.mstate: dict[str, MarketStateUpdate] = {}
         self.table = TopOfBookTable.attach(segment_path(cfg.run_dir), len(cfg.venues),
                                            len(cfg.markets))
         self.tops = ShmTops(self.table, venues, list(cfg.markets))
@@ -79,7 +79,7 @@ class Rebalancer(Actor):
         self.policy = RebalancePolicy(cfg.rebalance, self.params, venues, list(cfg.markets),
                                       {v.name: v.fee for v in cfg.venues}, self.manager,
                                       self._balances, self._quote,
-                                      lambda m: self.mstate.get(m, "normal"), self._child,
+                                      self._market_now, self._child,
                                       lambda: "i" + uuid.uuid4().hex[:20])
         # Recovery first: every transfer a previous incarnation left open is looked up.
         await self.manager.advance()
@@ -89,10 +89,16 @@ class Rebalancer(Actor):
         if isinstance(msg, Position):
             self.position = msg
         elif isinstance(msg, MarketStateUpdate):
-            self.mstate[msg.market] = msg.state
+            self.mstate[msg.market] = msg
 
     def _balances(self) -> Balances | None:
         return None if self.position is None else self.position.balances
+
+    def _market_now(self, market: str) -> MarketNow:
+        m = self.mstate.get(market)
+        if m is None:
+            return MarketNow()
+        return MarketNow(m.state, m.recent_volume, tuple(m.volume_profile))
 
     def _quote(self, venue: str, market: str) -> Quote | None:
         return self.tops.quote(venue, market)

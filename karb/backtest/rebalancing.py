@@ -29,7 +29,7 @@ from karb.backtest.results import AlgoRecord, IntentRecord
 from karb.backtest.results import TransferRecord as TransferRow
 from karb.backtest.transfers import in_flight, sim_rebalance, transfer_clients
 from karb.config import Config, ConfigError, convert_params
-from karb.execution.algos.pair import ChildFill, child_fill
+from karb.execution.algos.pair import ChildFill, MarketNow, child_fill
 from karb.execution.rebalance import TransferManager
 from karb.execution.rebalance_policy import Balances, RebalancePolicy, RebalancerParams
 from karb.execution.tops import Quote
@@ -79,14 +79,17 @@ class StateSampler:
         for market, window in self.mids.items():
             window.append(fair[market])
 
-    def state(self, market: str) -> str:
+    def state(self, market: str) -> MarketNow:
+        """The state only: the model prints no trade stream the backtest could read, so the
+        optimizer sizes against top-of-book depth and vwap slices evenly, as live before the
+        monitor has seen trades."""
         quotes = [q for v in self.bt.venues if (q := self.bt.tops.quote(v, market)) is not None]
         if not quotes:
-            return "normal"
+            return MarketNow()
         spread = max((q.ask - q.bid) / ((q.ask + q.bid) / 2) * 1e4 for q in quotes)
         depth = min(min(q.bid * q.bid_size, q.ask * q.ask_size) for q in quotes)
         samples = [Sample(m, spread, depth) for m in self.mids[market]]
-        return str(classify(samples, self.rules).state)
+        return MarketNow(str(classify(samples, self.rules).state))
 
 
 class BacktestRebalancer:

@@ -36,7 +36,7 @@ from karb import clock
 from karb.config import RebalanceConfig
 from karb.exchanges.errors import VenueError
 from karb.execution.algos import make_algo
-from karb.execution.algos.optimizer import AlgoOptimizer, OptimizerConfig
+from karb.execution.algos.optimizer import AlgoOptimizer, OptimizerConfig, size_basis
 from karb.execution.algos.pair import (
     IntentSink,
     PairAlgoRunner,
@@ -222,17 +222,20 @@ class RebalancePolicy:
         if qb is None:
             return
         volume = float(f"{notional / qb.ask:.6f}")
-        state = self.states(market)
+        m = self.states(market)
+        order = PairOrder(market, buy, sell, volume, p.krw_max_cost_bps, p.krw_child_krw,
+                          p.krw_horizon_s, p.krw_slice_s, p.krw_urgency, p.krw_cross_bps)
         if p.krw_algo == "auto":
-            # Recent traded volume is not on the bus (feeds publish books): the touch depth of the
-            # buy venue stands in for it, as in execution's ``algo auto``.
-            choice = self.optimizer.choose(state, volume, qb.ask_size + qb.bid_size,
-                                           p.krw_urgency, has_profile=False)
+            # Size against both venues' recent traded volume (the monitor's, from the trade
+            # streams); the buy venue's touch depth before there is any, as execution's
+            # ``algo auto`` does.
+            basis = size_basis(m.recent_volume, m.volume_profile, qb.ask_size + qb.bid_size,
+                               max(1, round(order.horizon_s / order.slice_s)))
+            choice = self.optimizer.choose(m.state, volume, basis.recent_volume,
+                                           p.krw_urgency, has_profile=basis.has_profile)
             name, source = str(choice.algo), choice.source
         else:
             name, source = p.krw_algo, "config"
-        order = PairOrder(market, buy, sell, volume, p.krw_max_cost_bps, p.krw_child_krw,
-                          p.krw_horizon_s, p.krw_slice_s, p.krw_urgency, p.krw_cross_bps)
         algo_id = self.new_id()
         self.sources[algo_id] = source
         self.krw_trades += 1

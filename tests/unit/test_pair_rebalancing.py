@@ -19,7 +19,8 @@ from karb.config import RebalanceConfig
 from karb.exchanges.transfers import Deposit, TravelRule, WithdrawChance, Withdrawal
 from karb.execution.algos import make_algo
 from karb.execution.algos.optimizer import AlgoOptimizer, OptimizerConfig
-from karb.execution.algos.pair import ChildFill, PairAlgoRunner, PairOrder, PairResult, child_fill
+from karb.execution.algos.pair import (ChildFill, MarketNow, PairAlgoRunner, PairOrder, PairResult,
+                                       child_fill)
 from karb.execution.rebalance import TransferManager
 from karb.execution.rebalance_policy import RebalancePolicy, RebalancerParams
 from karb.execution.tops import Quote
@@ -53,7 +54,7 @@ class Sink:
 
 def runner(sink: Sink, quotes: dict[tuple[str, str], Quote] = QUOTES) -> PairAlgoRunner:
     ids = iter(range(1, 10_000))
-    return PairAlgoRunner(sink, lambda v, m: quotes.get((v, m)), lambda m: "normal", FEES,
+    return PairAlgoRunner(sink, lambda v, m: quotes.get((v, m)), lambda m: MarketNow(), FEES,
                           lambda: f"i{next(ids):020d}")
 
 
@@ -190,7 +191,7 @@ def test_krw_skew_runs_a_pair_algorithm_on_the_cheapest_coin_and_sends_the_coin_
         ids = iter(range(1, 10_000))
         policy = RebalancePolicy(cfg, params, ["upbit", "bithumb"], ["KRW-BTC", "KRW-XRP"], FEES,
                                  manager, lambda: balances, lambda v, m: QUOTES.get((v, m)),
-                                 lambda m: "normal", sink, lambda: f"r{next(ids):020d}")
+                                 lambda m: MarketNow(), sink, lambda: f"r{next(ids):020d}")
         for _ in range(20):  # out of band for 5 s, then the trade starts
             await policy.check_once()
             await clock.current().sleep(0.5)
@@ -224,7 +225,7 @@ def test_policy_sends_back_what_a_one_sided_trade_left_on_the_buy_venue(tmp_path
         manager = TransferManager(journal, clients, cfg, lambda *a: None)  # type: ignore[arg-type]
         policy = RebalancePolicy(cfg, RebalancerParams(), ["upbit", "bithumb"], ["KRW-XRP"],
                                  FEES, manager, lambda: None, lambda v, m: None,
-                                 lambda m: "normal", Sink(), lambda: "x")
+                                 lambda m: MarketNow(), Sink(), lambda: "x")
         await policy._send_back(result)
         await policy._send_back(result)  # a transfer of XRP is open: not a second one
         journal.close()
@@ -236,3 +237,16 @@ def test_policy_sends_back_what_a_one_sided_trade_left_on_the_buy_venue(tmp_path
 def test_bad_krw_algorithm_name_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="unknown execution algorithm"):
         RebalancerParams(krw_algo="fastest")
+
+
+def test_a_vwap_pair_follows_the_monitors_volume_profile() -> None:
+    sink = Sink()
+    profile = (1.0, 3.0)  # the second bucket traded three times the first
+    ids = iter(range(1, 100))
+    pairs = PairAlgoRunner(sink, lambda v, m: QUOTES.get((v, m)),
+                           lambda m: MarketNow("normal", 4.0, profile), FEES,
+                           lambda: f"i{next(ids):020d}")
+    order = PairOrder("KRW-XRP", "upbit", "bithumb", 400.0, 40.0, 1e9, horizon_s=20.0,
+                      slice_s=10.0)
+    run_on(VirtualClock(), pairs.run(make_algo("vwap"), order, "a5"))
+    assert [round(i.volume) for i in sink.intents] == [100, 300]

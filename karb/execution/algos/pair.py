@@ -70,9 +70,20 @@ class ChildFill:
 # Runs one child intent to its end: the live rebalancer asks execution over the bus and follows
 # the journal; the backtester calls the executor directly.
 IntentSink = Callable[[Intent], Awaitable[ChildFill]]
-# (venue, market) → the touch now, or None; market → its state (karb.ops.marketstate)
+# (venue, market) → the touch now, or None
 QuoteView = Callable[[str, str], Quote | None]
-StateView = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class MarketNow:
+    """What the market-state monitor last said of a market (``mstate.<market>``)."""
+
+    state: str = "normal"  # karb.ops.marketstate: normal | volatile | trending | illiquid | ranging
+    recent_volume: float = 0.0  # both venues' traded volume over the profile (0: no trades yet)
+    volume_profile: tuple[float, ...] = ()  # per bucket, oldest first (vwap's weights)
+
+
+StateView = Callable[[str], MarketNow]  # market → what the monitor said of it
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,10 @@ class PairAlgoRunner:
 
     def _view(self, order: PairOrder) -> MarketView | None:
         q = self.quotes(order.buy_venue, order.market)
-        return None if q is None else MarketView(q.bid, q.ask, self.states(order.market))
+        if q is None:
+            return None
+        m = self.states(order.market)
+        return MarketView(q.bid, q.ask, m.state, m.volume_profile)
 
     async def run(self, algo: Algo, order: PairOrder, algo_id: str) -> PairResult | None:
         """None when either venue has no quote at arrival (nothing was sent)."""
@@ -140,7 +154,7 @@ class PairAlgoRunner:
         qs = self.quotes(order.sell_venue, order.market)
         if qb is None or qs is None:
             return None
-        state = self.states(order.market)
+        state = self.states(order.market).state
         arrival_mid = (mid(qb) + mid(qs)) / 2
         single = AlgoOrder(order.buy_venue, order.market, "buy", order.volume,
                            qb.ask * (1 + order.cross_bps / 1e4), horizon_s=order.horizon_s,
