@@ -28,7 +28,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from karb.shm import TopOfBookTable, segment_path
-from tests.process.pipeline import Venues, pipeline_config
+from tests.process.pipeline import Venues, pipeline_config, rows
 from tests.support import REPO, SupervisorProc, eventually, short_tmp_dir
 
 TOKEN = "dashboard-test-token"
@@ -331,6 +331,11 @@ def test_five_failed_intents_alert_and_resolve(run: Run) -> None:
 
     try:
         eventually(fired, 45, interval=0.2, what="intent_failures at the webhook")
+    except AssertionError as exc:  # say what execution did meanwhile
+        recent = [tuple(r) for r in rows(run.sup, "SELECT state, reason FROM intents ORDER BY "
+                                                  "created_ns DESC LIMIT 12")]
+        raise AssertionError(f"{exc}; latest intents: {recent}; notices: {Hook.got[-6:]}; "
+                             f"execution: {run.sup.actors()['execution']}") from None
     finally:
         for venue in ("upbit", "bithumb"):
             run.venues.post(venue, "/_sim/faults/clear")

@@ -72,7 +72,7 @@ def test_signal_to_one_actor_is_left_to_the_supervisor(workdir: Path) -> None:
 def test_start_stop_cycles_leave_no_traceback_and_no_process(workdir: Path) -> None:
     """Stops land at every moment of a start: importing, starting the forkserver, running."""
     config = write_config(workdir, [{"name": "alpha", "kind": IDLE}])
-    for cycle in range(20):
+    for cycle in range(12):  # three rounds of the four moments
         with SupervisorProc(config, own_group=True) as sup:
             if cycle % 4 == 3:
                 sup.wait_running()
