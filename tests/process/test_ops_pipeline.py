@@ -316,15 +316,18 @@ def test_five_failed_intents_alert_and_resolve(run: Run) -> None:
         assert notices("kill_switch", "all") == ["firing", "resolved"]
     for venue in ("upbit", "bithumb"):  # each intent sends one leg to each venue
         run.venues.post(venue, "/_sim/faults/order_next", {"action": "reject", "count": 50})
-    opened = [0.0]
+    opened: list[float] = [0.0, 0.0]
 
     def fired() -> bool:
         # Open a window every 2 s (both markets, alternating venues) so that failing intents
-        # keep coming whatever the random dislocations do; the rule needs five in a row.
+        # keep coming whatever the random dislocations do; the rule needs five in a row. The
+        # venues alternate strictly: one direction only could be the one the strategy's
+        # skew-aware threshold blocks after the module's earlier trading.
         now = time.monotonic()
         if now - opened[0] > 2.0:
             opened[0] = now
-            venue = ("upbit", "bithumb")[int(now) % 2]
+            opened[1] += 1
+            venue = ("upbit", "bithumb")[int(opened[1]) % 2]
             for market in ("KRW-BTC", "KRW-ETH"):
                 run.venues.dislocate(venue, market, 80, 1500)
         return notices("intent_failures", "all") == ["firing"]
@@ -334,8 +337,12 @@ def test_five_failed_intents_alert_and_resolve(run: Run) -> None:
     except AssertionError as exc:  # say what execution did meanwhile
         recent = [tuple(r) for r in rows(run.sup, "SELECT state, reason FROM intents ORDER BY "
                                                   "created_ns DESC LIMIT 12")]
+        actors = run.sup.actors()
+        lines = [line for line in run.sup.log().splitlines()
+                 if "strategy" in line or "risk check" in line or "HALT" in line][-40:]
         raise AssertionError(f"{exc}; latest intents: {recent}; notices: {Hook.got[-6:]}; "
-                             f"execution: {run.sup.actors()['execution']}") from None
+                             f"execution: {actors['execution']}; strategy: "
+                             f"{actors['strategy']}; log:\n" + "\n".join(lines)) from None
     finally:
         for venue in ("upbit", "bithumb"):
             run.venues.post(venue, "/_sim/faults/clear")
