@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from karb.shm import TopOfBookTable, segment_path
 from tests.process.pipeline import Venues, pipeline_config, rows
+from tests.process.test_pipeline import control
 from tests.support import REPO, SupervisorProc, eventually, short_tmp_dir
 
 TOKEN = "dashboard-test-token"
@@ -314,6 +315,11 @@ def test_five_failed_intents_alert_and_resolve(run: Run) -> None:
     assert notices("stream_down", "bithumb") == ["firing", "resolved"]  # the webhook got each once
     if run.page_killed:
         assert notices("kill_switch", "all") == ["firing", "resolved"]
+    # The stalled stream before may have left a market halted (a hedge no venue could take while
+    # bithumb was silent: execution fails closed), and KRW-BTC never trades here (1 BTC is over
+    # the strategy's inventory cap): an operator unhalts, as after any halt.
+    for market in ("KRW-BTC", "KRW-ETH"):
+        control(run.sup, "execution", f"unhalt {market}")  # "not halted" is a refusal: fine
     for venue in ("upbit", "bithumb"):  # each intent sends one leg to each venue
         run.venues.post(venue, "/_sim/faults/order_next", {"action": "reject", "count": 50})
     opened: list[float] = [0.0, 0.0]
