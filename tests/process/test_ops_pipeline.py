@@ -315,11 +315,15 @@ def test_five_failed_intents_alert_and_resolve(run: Run) -> None:
     assert notices("stream_down", "bithumb") == ["firing", "resolved"]  # the webhook got each once
     if run.page_killed:
         assert notices("kill_switch", "all") == ["firing", "resolved"]
-    # The stalled stream before may have left a market halted (a hedge no venue could take while
-    # bithumb was silent: execution fails closed), and KRW-BTC never trades here (1 BTC is over
-    # the strategy's inventory cap): an operator unhalts, as after any halt.
-    for market in ("KRW-BTC", "KRW-ETH"):
-        control(run.sup, "execution", f"unhalt {market}")  # "not halted" is a refusal: fine
+    # The stalled stream before may leave KRW-ETH halted (a hedge chasing bithumb's last price
+    # while its stream was silent found nothing: execution fails closed), and KRW-BTC never
+    # trades here (1 BTC is over the strategy's inventory cap): with ETH halted no intent could
+    # fail. An operator unhalts, as after any halt — at every window, since the intent that
+    # halts may still be settling.
+    def unhalt() -> None:
+        if run.sup.actors()["execution"]["extra"].get("halted", 0.0) > 0:
+            for market in ("KRW-BTC", "KRW-ETH"):
+                control(run.sup, "execution", f"unhalt {market}")  # "not halted": a refusal
     for venue in ("upbit", "bithumb"):  # each intent sends one leg to each venue
         run.venues.post(venue, "/_sim/faults/order_next", {"action": "reject", "count": 50})
     opened: list[float] = [0.0, 0.0]
@@ -327,10 +331,10 @@ def test_five_failed_intents_alert_and_resolve(run: Run) -> None:
     def fired() -> bool:
         # Open a window every 2 s (both markets, alternating venues) so that failing intents
         # keep coming whatever the random dislocations do; the rule needs five in a row. The
-        # venues alternate strictly: one direction only could be the one the strategy's
-        # skew-aware threshold blocks after the module's earlier trading.
+        # venues alternate strictly (int(now) % 2 at ~2.1 s steps kept one for ~20 s).
         now = time.monotonic()
         if now - opened[0] > 2.0:
+            unhalt()
             opened[0] = now
             opened[1] += 1
             venue = ("upbit", "bithumb")[int(opened[1]) % 2]
