@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import msgspec
+
 from karb.actors.execution import ExecutionParams
 from karb.config import Config, SimConfig, convert_params
 from karb.trading.decide import StrategyParams
 from karb.trading.limits import ExecutionLimits
 
 
-def strategy_params(cfg: Config) -> StrategyParams:
+P = TypeVar("P", bound=msgspec.Struct)
+
+
+def actor_params(cfg: Config, kind: str, params: type[P]) -> P:
+    """The params of the config's first actor of ``kind`` (as that actor reads them), or the
+    defaults when the config has none."""
     for i, spec in enumerate(cfg.actors):
-        if spec.kind == "strategy":
-            return convert_params(spec, StrategyParams, i)
-    return StrategyParams()
+        if spec.kind == kind:
+            return convert_params(spec, params, i)
+    return params()
+
+
+def strategy_params(cfg: Config) -> StrategyParams:
+    return actor_params(cfg, "strategy", StrategyParams)
 
 
 def execution_params(cfg: Config) -> ExecutionParams:
-    for i, spec in enumerate(cfg.actors):
-        if spec.kind == "execution":
-            return convert_params(spec, ExecutionParams, i)
-    return ExecutionParams()
+    return actor_params(cfg, "execution", ExecutionParams)
 
 
 def limits_of(p: ExecutionParams) -> ExecutionLimits:

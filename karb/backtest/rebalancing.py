@@ -28,7 +28,8 @@ from karb import clock
 from karb.backtest.results import AlgoRecord, IntentRecord
 from karb.backtest.results import TransferRecord as TransferRow
 from karb.backtest.transfers import in_flight, sim_rebalance, transfer_clients
-from karb.config import Config, ConfigError, convert_params
+from karb.backtest.params import actor_params
+from karb.config import Config
 from karb.execution.algos.pair import ChildFill, MarketNow, child_fill
 from karb.execution.rebalance import TransferManager
 from karb.execution.rebalance_policy import Balances, RebalancePolicy, RebalancerParams
@@ -36,6 +37,7 @@ from karb.execution.tops import Quote
 from karb.execution.transfer_journal import TransferJournal, TransferState
 from karb.messages import Intent
 from karb.ops.marketstate import MarketStateRules, Sample, classify
+from karb.ops.monitor import MonitorParams
 
 if TYPE_CHECKING:
     from karb.backtest.run import Backtest
@@ -44,20 +46,12 @@ log = logging.getLogger("karb.backtest")
 
 
 def rebalancer_params(cfg: Config) -> RebalancerParams:
-    for i, spec in enumerate(cfg.actors):
-        if spec.kind == "rebalancer":
-            return convert_params(spec, RebalancerParams, i)
-    return RebalancerParams()
+    return actor_params(cfg, "rebalancer", RebalancerParams)
 
 
 def state_rules(cfg: Config) -> MarketStateRules:
-    for i, spec in enumerate(cfg.actors):
-        if spec.kind == "monitor":
-            try:
-                return convert_params(spec, MarketStateRules, i)
-            except ConfigError:
-                break  # the monitor's params hold more than the rules: its defaults then
-    return MarketStateRules()
+    """The monitor actor's market-state rules (its ``market_state`` params)."""
+    return actor_params(cfg, "monitor", MonitorParams).market_state
 
 
 class StateSampler:
