@@ -136,7 +136,8 @@ class Execution(Actor):
         self.tops = ShmTops(self.table, [v.name for v in cfg.venues], list(cfg.markets))
         self.algos = AlgoRunner(self.executor.legs, self.journal, self._view,
                                 child_deadline_s=p.leg_deadline_ms / 1000,
-                                busy=self.executor.settling, guard=self.executor.child_refusal)
+                                busy=self.executor.settling, guard=self.executor.child_refusal,
+                                cap=self.executor.notional_cap)
         self.optimizer = AlgoOptimizer()
         await self.executor.refresh_balances()
         started = time.monotonic()

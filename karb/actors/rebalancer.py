@@ -16,6 +16,7 @@ quality, counters (one JSON line); ``tools/tap.py --rebal`` prints it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -35,9 +36,10 @@ from karb.execution.transfer_journal import TransferJournal
 from karb.messages import Alert, BusMessage, Intent, IntentAck, MarketStateUpdate, Position
 from karb.shm import TopOfBookTable, segment_path
 
-# A child intent is followed in the journal until it is final, at most this long (execution's
-# leg deadline is 15 s; a RECONCILING one is left to execution and counted as what it did so far).
-CHILD_FOLLOW_S = 30.0
+# A child intent is followed in the journal until it is final, at most this long: its legs'
+# deadline (15 s by default) and up to four hedges with their own deadlines and pauses. One
+# still open then is execution's (RECONCILING): the pair algorithm stops.
+CHILD_FOLLOW_S = 90.0
 OPEN_INTENT_STATES = frozenset({"ACCEPTED", "RECONCILING"})
 
 
@@ -118,23 +120,32 @@ class Rebalancer(Actor):
     async def _child(self, intent: Intent) -> ChildFill:
         """One child of a KRW pair trade: asked of execution like any intent, then followed in
         the journal (execution writes it) until it is final."""
+        db = self.journal.db
         try:
             ack = await self.client.request(intent, intent.intent_id, id_field="intent_id")
         except bus.PeerUnavailable as exc:
-            return ChildFill(False, reason=f"execution did not answer ({exc})")
-        if not (isinstance(ack, IntentAck) and ack.accepted):
-            return ChildFill(False, reason=getattr(ack, "reason", "?"))
+            # The answer is lost, not the intent: execution writes it before it answers, so
+            # the journal says whether it was taken.
+            row = db.execute("SELECT state FROM intents WHERE intent_id=?",
+                             (intent.intent_id,)).fetchone()
+            if row is None or row[0] == "REJECTED":
+                return ChildFill(False, reason=f"execution did not answer ({exc})")
+        else:
+            if not (isinstance(ack, IntentAck) and ack.accepted):
+                return ChildFill(False, reason=getattr(ack, "reason", "?"))
         deadline = time.monotonic() + CHILD_FOLLOW_S
-        db = self.journal.db
+        final = False
         while time.monotonic() < deadline:
             row = db.execute("SELECT state FROM intents WHERE intent_id=?",
                              (intent.intent_id,)).fetchone()
             if row is not None and row[0] not in OPEN_INTENT_STATES:
+                final = True
                 break
             await asyncio.sleep(0.1)
-        rows = db.execute("SELECT role, side, executed_volume, executed_funds, fee FROM legs "
+        rows = db.execute("SELECT venue, side, executed_volume, executed_funds, fee FROM legs "
                           "WHERE intent_id=?", (intent.intent_id,)).fetchall()
-        return child_fill(rows)
+        fill = child_fill(rows, intent.buy_venue, intent.sell_venue)
+        return fill if final else dataclasses.replace(fill, reason="still open", final=False)
 
     # -- visible ------------------------------------------------------------------------------------
 

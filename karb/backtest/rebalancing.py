@@ -19,6 +19,7 @@ What differs from live, and why:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from collections import deque
@@ -71,7 +72,9 @@ class StateSampler:
         self.next_ns = mono_ns + self.every_ns
         fair = self.bt.model.fair
         for market, window in self.mids.items():
-            window.append(fair[market])
+            mid = fair.get(market)  # a replay knows a market from its first recorded book on
+            if mid is not None:
+                window.append(mid)
 
     def state(self, market: str) -> MarketNow:
         """The state only: the model prints no trade stream the backtest could read, so the
@@ -133,8 +136,11 @@ class BacktestRebalancer:
         await bt.ex.run(intent, accepted.legs)
         bt.record_legs(intent.intent_id)
         legs = bt.journal.legs(intent.intent_id)
-        return child_fill([(leg.role, leg.side, leg.executed_volume, leg.executed_funds, leg.fee)
-                           for leg in legs])
+        fill = child_fill([(leg.venue, leg.side, leg.executed_volume, leg.executed_funds,
+                            leg.fee) for leg in legs], intent.buy_venue, intent.sell_venue)
+        if any(not leg.final for leg in legs):  # left to reconciliation: the algorithm stops
+            return dataclasses.replace(fill, reason="still open", final=False)
+        return fill
 
     async def run(self) -> None:
         """The actor's loop: follow transfers, then one policy check."""
@@ -149,7 +155,9 @@ class BacktestRebalancer:
                 log.exception("the backtest's rebalancer crashed")
 
     async def stop(self) -> None:
-        await self.policy.stop()
+        """The run is over: the KRW trade stops after its current child (its legs and hedges
+        bounded by the leg deadlines), so no position is left open by the stop itself."""
+        await self.policy.stop(wait_s=120.0)
 
     def in_flight(self) -> dict[str, dict[str, float]]:
         """Destination venue → coin → amount withdrawn and not yet credited (in no balance)."""

@@ -389,5 +389,17 @@ def inventory_blocked_s(res: BacktestResults) -> float:
 
 
 def halted_s(res: BacktestResults) -> float:
-    """Market-seconds spent halted (a halt not lifted lasts to the end of the run)."""
-    return sum(((h.unhalted_ns or res.ended_ns) - h.ts_ns) / 1e9 for h in res.halts)
+    """Market-seconds spent halted (a halt not lifted lasts to the end of the run; a market
+    halted again while halted counts once)."""
+    total = 0.0
+    by_market: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for h in res.halts:
+        by_market[h.market].append((h.ts_ns, h.unhalted_ns or res.ended_ns))
+    for spans in by_market.values():
+        end = 0
+        for start, stop in sorted(spans):
+            start = max(start, end)
+            if stop > start:
+                total += (stop - start) / 1e9
+                end = stop
+    return total

@@ -242,6 +242,11 @@ class Executor:
             return f"{market} is halted"
         if venue not in self.clients or venue in self.stale_venues:
             return f"balances of {venue} are unknown or stale"
+        if self.breaker.state != "CLOSED":  # read only: a child is no breaker probe
+            return f"circuit breaker {self.breaker.state.lower().replace('_', '-')}"
+        quote = self.tops.quote(venue, market)
+        if quote is None or quote.age_ms > self.limits.stale_after_ms:
+            return f"no fresh price on {venue}"
         notional = volume * price
         cap = self.notional_cap()
         if notional > cap * 1.0001:

@@ -247,17 +247,17 @@ class RebalancePolicy:
     async def _run_pair(self, name: str, order: PairOrder, algo_id: str) -> None:
         try:
             result = await self.pairs.run(make_algo(name), order, algo_id)
+            if result is None:
+                self.last_note["KRW"] = f"{algo_id}: no quotes at arrival"
+                return
+            self.results.append(result)
+            del self.results[:-self.keep]
+            self.optimizer.record(result)  # unfilled runs too: their fill rate is measured
+            await self._send_back(result)
+        except asyncio.CancelledError:
+            raise
         except Exception:
-            log.exception("KRW rebalancing %s crashed; the children are execution's", algo_id)
-            return
-        if result is None:
-            self.last_note["KRW"] = f"{algo_id}: no quotes at arrival"
-            return
-        self.results.append(result)
-        del self.results[:-self.keep]
-        if result.filled > 0:
-            self.optimizer.record(result)
-        await self._send_back(result)
+            log.exception("KRW rebalancing %s crashed; its children are execution's", algo_id)
 
     async def _send_back(self, r: PairResult) -> None:
         """The coin the trade left on the buy venue goes to the venue it was sold on."""
@@ -271,8 +271,11 @@ class RebalancePolicy:
         except VenueError as exc:  # left to the coin's own skew
             self.last_note["KRW"] = f"{r.algo_id}: no send-back ({exc}); left to the skew"
             return
+        if not chance.can_withdraw:
+            self.last_note["KRW"] = f"{r.buy_venue} does not allow {coin} withdrawals now: left to the skew"
+            return
         amount = floor_amount(min(r.net_bought, chance.free - chance.fee))
-        if amount < chance.minimum or amount <= 0 or not chance.can_withdraw:
+        if amount < chance.minimum or amount <= 0:
             self.last_note["KRW"] = f"{r.net_bought:g} {coin} under {r.buy_venue}'s minimum: left to the skew"
             return
         rec = await self.manager.start(coin, r.buy_venue, r.sell_venue, amount, chance.fee,
@@ -281,10 +284,18 @@ class RebalancePolicy:
                                  f"{r.shortfall_bps:.1f} bps); transfer "
                                  f"{rec.transfer_id if rec else 'not started'}")
 
-    async def stop(self) -> None:
-        if self.krw_task is not None and not self.krw_task.done():
-            self.krw_task.cancel()
-            await asyncio.gather(self.krw_task, return_exceptions=True)
+    async def stop(self, wait_s: float = 0.0) -> None:
+        """Stop the KRW trade after its current child (``wait_s`` for it; then cancel: its
+        children in flight are execution's, journaled and recovered like any intent)."""
+        self.pairs.stopping = True
+        task = self.krw_task
+        if task is None or task.done():
+            return
+        if wait_s > 0:
+            await asyncio.wait([task], timeout=wait_s)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     # -- visible ------------------------------------------------------------------------------------
 

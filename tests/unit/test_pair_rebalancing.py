@@ -111,11 +111,36 @@ def test_refused_children_are_counted_and_stop_a_market_algo() -> None:
     assert result is not None and result.refused == 1 and result.filled == 0
 
 
-def test_child_fill_sums_hedges_into_funds_and_fees() -> None:
-    fill = child_fill([("buy", "buy", 1.0, 1000.0, 0.5), ("sell", "sell", 0.6, 590.0, 0.3),
-                       ("hedge", "sell", 0.4, 390.0, 0.2)])
-    assert (fill.bought, fill.sold, fill.hedged) == (1.0, 0.6, 0.6)
+def test_child_fill_counts_every_leg_where_it_traded() -> None:
+    # the sell leg filled 0.6 of 1.0; the hedge of the rest went to the sell venue: the swap
+    # is complete (1.0 moved), whatever leg did it
+    fill = child_fill([("upbit", "buy", 1.0, 1000.0, 0.5), ("bithumb", "sell", 0.6, 590.0, 0.3),
+                       ("bithumb", "sell", 0.4, 390.0, 0.2)], "upbit", "bithumb")
+    assert (fill.bought, fill.sold, fill.hedged) == (1.0, 1.0, 1.0)
     assert (fill.buy_funds, fill.sell_funds, fill.fees) == (1000.0, 980.0, pytest.approx(1.0))
+    # the hedge went to the buy venue instead: nothing moved between the venues
+    back = child_fill([("upbit", "buy", 1.0, 1000.0, 0.5), ("upbit", "sell", 1.0, 995.0, 0.5)],
+                      "upbit", "bithumb")
+    assert (back.bought, back.sold, back.hedged) == (0.0, 0.0, 0.0)
+    # the sell leg alone filled and its hedge bought back on the buy venue: the buy venue
+    # gained the coin, the sell venue gave it up
+    mixed = child_fill([("bithumb", "sell", 1.0, 990.0, 0.4), ("upbit", "buy", 1.0, 1000.0, 0.5)],
+                       "upbit", "bithumb")
+    assert (mixed.bought, mixed.sold, mixed.hedged) == (1.0, 1.0, 1.0)
+
+
+def test_a_child_still_open_stops_the_pair_algorithm() -> None:
+    @dataclass
+    class Open(Sink):
+        async def __call__(self, intent: Intent) -> ChildFill:
+            self.intents.append(intent)
+            return ChildFill(True, 0.0, 0.0, final=False, reason="still open")
+
+    sink = Open()
+    order = PairOrder("KRW-XRP", "upbit", "bithumb", 600.0, 40.0, 1e9, horizon_s=30.0,
+                      slice_s=10.0)
+    result = run_on(VirtualClock(), runner(sink).run(make_algo("twap"), order, "a6"))
+    assert len(sink.intents) == 1 and result is not None and result.children == 1
 
 
 def test_optimizer_explores_the_least_measured_algorithm_every_nth_choice() -> None:

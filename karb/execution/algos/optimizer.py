@@ -124,10 +124,12 @@ class AlgoOptimizer:
         if not kept:
             return None
         n = len(kept)
-        fee_bps = [r.fee_bps for r in kept if r.fill_rate > 0]
-        return Quality(n, sum(r.shortfall_bps for r in kept) / n,
+        # Shortfall and fees have a price only where something filled; the fill rate counts
+        # every run (an algorithm that fills nothing pays unfilled_penalty_bps for it).
+        filled = [r for r in kept if r.fill_rate > 0]
+        return Quality(n, sum(r.shortfall_bps for r in filled) / len(filled) if filled else 0.0,
                        sum(r.fill_rate for r in kept) / n,
-                       sum(fee_bps) / len(fee_bps) if fee_bps else 0.0)
+                       sum(r.fee_bps for r in filled) / len(filled) if filled else 0.0)
 
     def table(self) -> dict[str, dict[str, Quality]]:
         """state → algo → quality (for the report)."""

@@ -52,19 +52,22 @@ class PairOrder:
 
 @dataclass(frozen=True)
 class ChildFill:
-    """What one child intent did, over all its legs (hedges included)."""
+    """What one child intent did, over all its legs (hedges included, on whichever venue
+    execution placed them)."""
 
     accepted: bool
-    bought: float = 0.0  # coin bought by the buy leg
-    sold: float = 0.0  # coin sold by the sell leg
+    bought: float = 0.0  # coin the buy venue gained (its buys less its sells)
+    sold: float = 0.0  # coin the sell venue gave up (its sells less its buys)
     buy_funds: float = 0.0  # KRW paid over every buy fill of the intent (hedges too)
     sell_funds: float = 0.0  # KRW received over every sell fill of the intent
     fees: float = 0.0  # KRW
     reason: str = ""
+    final: bool = True  # False: still open when we stopped following it (execution owns it)
 
     @property
     def hedged(self) -> float:
-        return min(self.bought, self.sold)
+        """Coin that moved from the sell venue's side to the buy venue's: the swap done."""
+        return max(0.0, min(self.bought, self.sold))
 
 
 # Runs one child intent to its end: the live rebalancer asks execution over the bus and follows
@@ -104,7 +107,7 @@ class PairResult:
     arrival_premium: float  # buy venue's mid - sell venue's mid, KRW per coin
     cost_krw: float  # bought - sold + fees
     fees_krw: float
-    net_bought: float  # coin left on the buy venue (bought - sold there, hedges included)
+    net_bought: float  # coin the buy venue gained over every child (what to send back)
 
     @property
     def fill_rate(self) -> float:
@@ -136,6 +139,7 @@ class PairAlgoRunner:
         self.fees = fees
         self.new_id = new_id
         self.running: dict[str, tuple[str, PairOrder, Progress]] = {}  # for status
+        self.stopping = False  # set: each running algorithm stops after its current child
 
     @staticmethod
     def _now() -> float:
@@ -166,7 +170,7 @@ class PairAlgoRunner:
         bought = sold = buy_funds = sell_funds = fees = 0.0
         refused = 0
         try:
-            while p.children < MAX_CHILDREN:
+            while p.children < MAX_CHILDREN and not self.stopping:
                 step = algo.next(single, p, self._now(), self._view(order))
                 if step is None:
                     break
@@ -186,6 +190,10 @@ class PairAlgoRunner:
                 fees += fill.fees
                 p.filled += fill.hedged
                 p.empty_children = p.empty_children + 1 if fill.hedged <= 0 else 0
+                if not fill.final:
+                    log.warning("pair %s: a child is still open after it was followed; "
+                                "execution owns it, the algorithm stops", algo_id)
+                    break
         finally:
             self.running.pop(algo_id, None)
         result = PairResult(algo_id, algo.name, state, order.market, order.buy_venue,
@@ -225,19 +233,18 @@ class PairAlgoRunner:
         return await self.sink(intent)
 
 
-def child_fill(legs: list[tuple[str, str, float, float, float]]) -> ChildFill:
-    """A child intent's outcome from its legs' journal rows ``(role, side, executed_volume,
-    executed_funds, fee)``: the buy and sell legs' volumes, and funds and fees over every leg
-    (hedges included)."""
-    bought = sold = buy_funds = sell_funds = fees = 0.0
-    for role, side, volume, funds, fee in legs:
-        if role == "buy":
-            bought += volume
-        elif role == "sell":
-            sold += volume
+def child_fill(legs: list[tuple[str, str, float, float, float]], buy_venue: str,
+               sell_venue: str) -> ChildFill:
+    """A child intent's outcome from its legs' journal rows ``(venue, side, executed_volume,
+    executed_funds, fee)``, every leg counted where it traded: a hedge placed on the sell venue
+    completes the swap as much as the sell leg would have."""
+    coin = {buy_venue: 0.0, sell_venue: 0.0}
+    buy_funds = sell_funds = fees = 0.0
+    for venue, side, volume, funds, fee in legs:
+        coin[venue] = coin.get(venue, 0.0) + (volume if side == "buy" else -volume)
         if side == "buy":
             buy_funds += funds
         else:
             sell_funds += funds
         fees += fee
-    return ChildFill(True, bought, sold, buy_funds, sell_funds, fees)
+    return ChildFill(True, coin[buy_venue], -coin[sell_venue], buy_funds, sell_funds, fees)

@@ -73,7 +73,8 @@ def new_algo_id() -> str:
 class AlgoRunner:
     def __init__(self, legs: LegRunner, journal: Journal, view: View,
                  clock: Clock | None = None, child_deadline_s: float = 15.0,
-                 busy: set[str] | None = None, guard: Guard | None = None) -> None:
+                 busy: set[str] | None = None, guard: Guard | None = None,
+                 cap: Callable[[], float] | None = None) -> None:
         self.legs = legs
         # The executor's set of intents someone is settling: a running algo is in it, so the
         # reconciliation sweep neither settles its intent between children nor checks balances.
@@ -81,6 +82,7 @@ class AlgoRunner:
         # Execution's checks for one child (Executor.child_refusal): a child they refuse stops
         # the algorithm, as a refused intent would not trade.
         self.guard = guard
+        self.cap = cap  # the notional cap per child (execution's per-intent cap), KRW
         self.journal = journal
         self.view = view
         self.clock = clock or LiveClock()
@@ -108,6 +110,9 @@ class AlgoRunner:
                 if isinstance(step, float | int):
                     await self.clock.sleep(max(0.0, float(step)))
                     continue
+                if self.cap is not None and step.volume * step.price > self.cap():
+                    # a market or limit child is the whole remainder: one notional cap at a time
+                    step = Child(floor_lot(self.cap() / step.price), step.price)
                 if self.guard is not None:
                     why = self.guard(order.venue, order.market, order.side,
                                      floor_lot(step.volume), step.price)
