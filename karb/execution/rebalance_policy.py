@@ -155,7 +155,12 @@ class RebalancePolicy:
         return self.krw_task is not None and not self.krw_task.done()
 
     async def _transfer(self, coin: str, s: skew.Skew) -> None:
-        amount, fee, why = await self.manager.plan(coin, s)
+        try:
+            amount, fee, why = await self.manager.plan(coin, s)
+        except VenueError as exc:  # a venue down or refusing: asked again next time out of band
+            self.last_note[coin] = f"withdraw_chance on {s.heavy} failed: {exc}"
+            log.warning("%s out of band but %s", coin, self.last_note[coin])
+            return
         if why:
             self.last_note[coin] = why
             log.warning("%s out of band (%.0f %% off target) but not moved: %s", coin,

@@ -275,3 +275,36 @@ def test_a_vwap_pair_follows_the_monitors_volume_profile() -> None:
                       slice_s=10.0)
     run_on(VirtualClock(), pairs.run(make_algo("vwap"), order, "a5"))
     assert [round(i.volume) for i in sink.intents] == [100, 300]
+
+
+def test_a_venue_down_when_a_transfer_is_planned_is_noted_not_raised(tmp_path: Path) -> None:
+    """A REST outage at withdraw_chance (found by the 7-day backtest): the check goes on, the
+    coin is tried again the next time it has been out of band long enough."""
+    from karb.exchanges.errors import VenueUnavailable
+
+    class Down(StubTransfers):
+        async def withdraw_chance(self, currency: str, net_type: str | None = None
+                                  ) -> WithdrawChance:
+            raise VenueUnavailable(self.venue, "server_error", "503", 503)
+
+    cfg = msgspec.convert({"default": {"band": 0.05}, "out_of_band_s": 1.0,
+                           "addresses": {v: {"XRP": {"address": f"a-{v}-XRP"}} for v in FEES}},
+                          RebalanceConfig)
+    clients = {v: Down(v, {"XRP": 1.0}) for v in FEES}
+    balances = {"upbit": {"KRW": 1e7, "XRP": 9000.0}, "bithumb": {"KRW": 1e7, "XRP": 1000.0}}
+
+    async def main() -> RebalancePolicy:
+        journal = TransferJournal(tmp_path / "journal.sqlite")
+        manager = TransferManager(journal, clients, cfg, lambda *a: None)  # type: ignore[arg-type]
+        policy = RebalancePolicy(cfg, RebalancerParams(), ["upbit", "bithumb"], ["KRW-XRP"], FEES,
+                                 manager, lambda: balances, lambda v, m: QUOTES.get((v, m)),
+                                 lambda m: MarketNow(), Sink(), lambda: "x")
+        for _ in range(5):
+            await policy.check_once()
+            await clock.current().sleep(0.5)
+        journal.close()
+        return policy
+
+    policy = run_on(VirtualClock(), main())
+    assert "withdraw_chance on upbit failed" in policy.last_note["XRP"]
+    assert clients["upbit"].withdrawals == []
