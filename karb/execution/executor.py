@@ -184,28 +184,47 @@ class Executor:
         return notional_cap(self.limits.max_notional_krw, self.limits.max_notional_btc,
                             self.tops.asks("KRW-BTC"))
 
-    def _risk(self, intent: Intent) -> str | None:
-        lim = self.limits
+    def _gate(self, market: str, venues: tuple[str, ...]) -> str | None:
+        """The checks every order shares, an intent's or an algorithm child's: kill switch,
+        balance hold, halt, known venues with fresh balances."""
         if self.kill.engaged():
             return "kill switch engaged"
         if self.balance_hold:
             return f"balances disagree with the journal ({self.balance_hold}); 'ack-balances'"
-        if intent.market in self.halted:
-            return f"{intent.market} is halted"
-        if intent.buy_venue not in self.clients or intent.sell_venue not in self.clients:
+        if market in self.halted:
+            return f"{market} is halted"
+        if any(venue not in self.clients for venue in venues):
             return "unknown venue"
-        for venue in (intent.buy_venue, intent.sell_venue):
+        for venue in venues:
             if venue in self.stale_venues:
                 return f"balances of {venue} are stale (the last refresh failed)"
-        notional = intent.volume * intent.buy_limit
+        return None
+
+    def _size_refusal(self, venue: str, market: str, volume: float, price: float,
+                      buying: bool = True) -> str | None:
+        """The notional cap, and (``buying``) the inventory cap of the coin bought on ``venue``."""
+        notional = volume * price
         cap = self.notional_cap()
         if notional > cap * 1.0001:
             return f"notional {notional:,.0f} KRW over the cap of {cap:,.0f} KRW"
+        if not buying:
+            return None
+        coin = coin_of(market)
+        held = self.total.get((venue, coin), 0.0) + self.reservations.held(inventory_key(venue, coin))
+        if (held + volume) * price > self.limits.max_inventory_krw:
+            return f"inventory of {coin} on {venue} would pass max_inventory_krw"
+        return None
+
+    def _risk(self, intent: Intent) -> str | None:
+        lim = self.limits
+        why = (self._gate(intent.market, (intent.buy_venue, intent.sell_venue))
+               or self._size_refusal(intent.buy_venue, intent.market, intent.volume,
+                                     intent.buy_limit))
+        if why is not None:
+            return why
+        notional = intent.volume * intent.buy_limit
         coin = coin_of(intent.market)
         incoming = inventory_key(intent.buy_venue, coin)
-        held = self.total.get((intent.buy_venue, coin), 0.0) + self.reservations.held(incoming)
-        if (held + intent.volume) * intent.buy_limit > lim.max_inventory_krw:
-            return f"inventory of {coin} on {intent.buy_venue} would pass max_inventory_krw"
         for venue, limit, buying in ((intent.buy_venue, intent.buy_limit, True),
                                      (intent.sell_venue, intent.sell_limit, False)):
             quote = self.tops.quote(venue, intent.market)
@@ -234,32 +253,21 @@ class Executor:
         the checks of an intent that apply to one leg (kill switch, balance hold, halt, stale
         balances, the notional cap, the inventory cap for a buy, and what is free after the
         reservations of intents in flight)."""
-        if self.kill.engaged():
-            return "kill switch engaged"
-        if self.balance_hold:
-            return f"balances disagree with the journal ({self.balance_hold})"
-        if market in self.halted:
-            return f"{market} is halted"
-        if venue not in self.clients or venue in self.stale_venues:
-            return f"balances of {venue} are unknown or stale"
+        why = self._gate(market, (venue,))
+        if why is not None:
+            return why
         if self.breaker.state != "CLOSED":  # read only: a child is no breaker probe
             return f"circuit breaker {self.breaker.state.lower().replace('_', '-')}"
         quote = self.tops.quote(venue, market)
         if quote is None or quote.age_ms > self.limits.stale_after_ms:
             return f"no fresh price on {venue}"
-        notional = volume * price
-        cap = self.notional_cap()
-        if notional > cap * 1.0001:
-            return f"notional {notional:,.0f} KRW over the cap of {cap:,.0f} KRW"
-        coin = coin_of(market)
+        why = self._size_refusal(venue, market, volume, price, buying=side == "buy")
+        if why is not None:
+            return why
         if side == "buy":
-            held = self.total.get((venue, coin), 0.0) + self.reservations.held(
-                inventory_key(venue, coin))
-            if (held + volume) * price > self.limits.max_inventory_krw:
-                return f"inventory of {coin} on {venue} would pass max_inventory_krw"
-            need, have = notional * (1 + self.fees[venue]), self.available(venue, "KRW")
+            need, have = volume * price * (1 + self.fees[venue]), self.available(venue, "KRW")
         else:
-            need, have = volume, self.available(venue, coin)
+            need, have = volume, self.available(venue, coin_of(market))
         if need > have + 1e-12:
             return f"{need:.8g} needed on {venue}, {have:.8g} free after reservations"
         return None

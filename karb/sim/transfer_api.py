@@ -4,7 +4,8 @@ faults and inspection."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -64,44 +65,57 @@ def addresses_json(net: TransferNetwork, venue: str, account: Account) -> list[d
             for c, address in net.allow_list(venue, account)]
 
 
+T = TypeVar("T", Withdrawal, Deposit)
+
+
+def _own(items: Iterable[T], venue: str, account: Account, uuid_: str | None,
+         txid: str | None) -> T | None:
+    """The account's withdrawal or deposit on ``venue`` by uuid (or, without one, by txid)."""
+    for x in items:
+        if x.venue == venue and x.account == account.access_key and (
+                (uuid_ and x.uuid == uuid_) or (not uuid_ and txid and x.txid == txid)):
+            return x
+    return None
+
+
+def _mine(items: Iterable[T], venue: str, account: Account, currency: str | None,
+          state: str | None, desc: bool, limit: int) -> list[T]:
+    """The account's withdrawals or deposits on ``venue``, filtered, ordered and cut."""
+    rows = [x for x in items if x.venue == venue and x.account == account.access_key
+            and (not currency or x.currency == currency.upper())
+            and (not state or x.state == state.upper())]
+    rows.sort(key=lambda x: x.created_ns, reverse=desc)
+    return rows[:limit]
+
+
 def own_withdrawal(net: TransferNetwork, venue: str, account: Account, uuid_: str | None,
                    txid: str | None) -> Withdrawal:
-    for w in net.withdrawals.values():
-        if w.venue == venue and w.account == account.access_key and (
-                (uuid_ and w.uuid == uuid_) or (not uuid_ and txid and w.txid == txid)):
-            return w
-    raise VenueError(404, "withdraw_not_found", "withdrawal not found (sim)")
+    w = _own(net.withdrawals.values(), venue, account, uuid_, txid)
+    if w is None:
+        raise VenueError(404, "withdraw_not_found", "withdrawal not found (sim)")
+    return w
 
 
 def own_deposit(net: TransferNetwork, venue: str, account: Account, uuid_: str | None,
                 txid: str | None) -> Deposit:
-    for d in net.deposits.values():
-        if d.venue == venue and d.account == account.access_key and (
-                (uuid_ and d.uuid == uuid_) or (not uuid_ and txid and d.txid == txid)):
-            return d
-    raise VenueError(404, "deposit_not_found", "deposit not found (sim)")
+    d = _own(net.deposits.values(), venue, account, uuid_, txid)
+    if d is None:
+        raise VenueError(404, "deposit_not_found", "deposit not found (sim)")
+    return d
 
 
 def withdrawal_rows(net: TransferNetwork, venue: str, account: Account, currency: str | None,
                     state: str | None, desc: bool, limit: int) -> list[dict[str, Any]]:
     """``GET /v1/withdraws``: the account's withdrawals on ``venue``, filtered and ordered."""
-    rows = [w for w in net.withdrawals.values() if w.venue == venue
-            and w.account == account.access_key
-            and (not currency or w.currency == currency.upper())
-            and (not state or w.state == state.upper())]
-    rows.sort(key=lambda w: w.created_ns, reverse=desc)
-    return [withdrawal_json(w) for w in rows[:limit]]
+    return [withdrawal_json(w) for w in _mine(net.withdrawals.values(), venue, account,
+                                              currency, state, desc, limit)]
 
 
 def deposit_rows(net: TransferNetwork, venue: str, account: Account, currency: str | None,
                  state: str | None, desc: bool, limit: int) -> list[dict[str, Any]]:
     """``GET /v1/deposits``: the account's deposits on ``venue``, filtered and ordered."""
-    rows = [d for d in net.deposits.values() if d.venue == venue
-            and d.account == account.access_key
-            and (not currency or d.currency == currency.upper())
-            and (not state or d.state == state.upper())]
-    rows.sort(key=lambda d: d.created_ns, reverse=desc)
-    return [deposit_json(d) for d in rows[:limit]]
+    return [deposit_json(d) for d in _mine(net.deposits.values(), venue, account, currency,
+                                           state, desc, limit)]
 
 
 def add_routes(app: web.Application, state: VenueState, net: TransferNetwork) -> None:
