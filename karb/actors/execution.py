@@ -194,7 +194,7 @@ class Execution(Actor):
         m = self.mstate.get(market)
         if m is None:
             return MarketView(quote.bid, quote.ask)
-        return MarketView(quote.bid, quote.ask, m.state, volume_profile=tuple(m.volume_profile))
+        return MarketView(quote.bid, quote.ask, m.state, volume_profile=m.volume_profile)
 
     def _start_algo(self, args: list[str]) -> str:
         """``algo NAME|auto VENUE MARKET SIDE VOLUME LIMIT [HORIZON_S [URGENCY]]``."""
@@ -223,7 +223,7 @@ class Execution(Actor):
             m = self.mstate.get(market)
             quote = self.tops.quote(venue, market)
             basis = size_basis(m.recent_volume if m else 0.0,
-                               tuple(m.volume_profile) if m else (),
+                               m.volume_profile if m else (),
                                (quote.bid_size + quote.ask_size) if quote else 0.0,
                                slice_count(order))
             choice = self.optimizer.choose(view.state if view else "normal", volume,

@@ -67,11 +67,14 @@ def _num(v: Any, fmt: str = ",.1f") -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
-def _figure(v: Any) -> str:
-    """As the report's summary table: 4 significant digits below 1,000, whole KRW above."""
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return "n/a" if v is None else str(v)
+def fmt_value(value: Any) -> str:
+    """A summary figure as the reports print it: 4 significant digits below 1,000, whole KRW
+    above, lists joined, None as n/a."""
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return "n/a" if value is None else str(value)
 
 
 def algo_markdown(rows: list[dict[str, Any]]) -> list[str]:
@@ -97,7 +100,7 @@ def rebalancing_markdown(res: BacktestResults, summary: dict[str, Any]) -> list[
              f"{_num(t['median_credit_s'])} | {_num(t['max_credit_s'])} | "
              f"{_kv(t['by_coin'])} | {_kv(t['by_purpose'])} |", "",
              "| key | value |", "|---|---|"]
-    lines += [f"| `{k}` | {_figure(summary[k])} |" for k in REBALANCE_KEYS if k in summary]
+    lines += [f"| `{k}` | {fmt_value(summary[k])} |" for k in REBALANCE_KEYS if k in summary]
     lines += ["", "Rebalancing cost = transfer fees + what the rebalancing trades lost (buys - "
               "sells + fees); `rebalancing_cost_bps` is it in bps of the arbitrage volume "
               "(`arb_volume_krw`).", "", "### Execution algorithms per market state", ""]

@@ -29,7 +29,7 @@ from karb.backtest.results import (
     signed_notional,
     summarise,
 )
-from karb.backtest.rebalstats import rebalancing_markdown
+from karb.backtest.rebalstats import fmt_value, rebalancing_markdown
 
 PLOTS = ("pnl.png", "drawdown.png", "inventory.png", "edge.png", "fill_ratio.png")
 LATENCY_BINS_MS = (0, 5, 10, 20, 50, 100, 200, 500, 1000, float("inf"))
@@ -146,13 +146,6 @@ def _markdown(res: BacktestResults, summary: dict[str, Any], title: str, command
     lines += rebalancing_markdown(res, summary)
     return "\n".join(lines)
 
-
-def fmt_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return "n/a" if value is None else str(value)
 
 
 def _plots(res: BacktestResults, out: Path) -> None:

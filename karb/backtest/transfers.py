@@ -154,9 +154,6 @@ class InProcessTransferClient:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _down(self) -> bool:
-        return clock.time_ns() // 1_000_000 < self.orders.down_until_ms
-
     async def _call(self, act: Callable[[], T]) -> T:
         """One request: ``rtt/2`` out, carried out at the venue (unless it is down or a fault
         answers first), ``rtt/2`` back. Never retried here."""
@@ -166,7 +163,7 @@ class InProcessTransferClient:
         half = self.orders.rtt_s / 2
         await sleep(half)
         faults = self.state.faults
-        if self._down():
+        if self.orders._down():
             await sleep(half)
             raise VenueUnavailable(self.venue, "server_error", "503 (simulated outage)", 503)
         if faults.rest_latency_ms:

@@ -50,13 +50,6 @@ class VolumeProfile:
         self.roll(now_s)
         return tuple(round(v, 8) for v in self.volumes)
 
-    def recent_volume(self, now_s: float) -> float:
-        return round(sum(self.profile(now_s)), 8)
-
-    def trades(self, now_s: float) -> int:
-        self.roll(now_s)
-        return sum(self.counts)
-
 
 @dataclass(frozen=True)
 class VolumeFigures:
@@ -91,5 +84,5 @@ class TradeVolumes:
 
     def figures(self, market: str, now_s: float) -> VolumeFigures:
         profile = self.profiles[market]
-        shape = profile.profile(now_s)
-        return VolumeFigures(shape, round(sum(shape), 8), profile.trades(now_s))
+        shape = profile.profile(now_s)  # rolls: the counts below are of the same buckets
+        return VolumeFigures(shape, round(sum(shape), 8), sum(profile.counts))
